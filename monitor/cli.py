@@ -1,0 +1,173 @@
+"""The `finmon` command. Settings are built once here and handed to every subcommand."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import sys
+from typing import Any
+
+import click
+
+from monitor.config import Settings, load_settings
+from monitor.errors import FinmonError
+from monitor.logs import setup_logging
+
+log = logging.getLogger("finmon")
+
+# Subcommands implemented in pipelines/ are imported only when used (torch is slow to import).
+LAZY = {
+    "replay": "pipelines.replay:command",
+    "train": "pipelines.train:command",
+    "evaluate": "pipelines.evaluate:command",
+}
+LAZY_BENCH = {"classifier": "pipelines.bench_classifier:command", "pipeline": "pipelines.bench_pipeline:command"}
+
+
+def _load(target: str) -> click.Command:
+    module, attr = target.split(":")
+    try:
+        return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+    except ImportError as exc:
+        raise click.ClickException(f"{target} is unavailable ({exc}); reinstall with `make install`") from exc
+
+
+def _exists(target: str) -> bool:
+    try:
+        return importlib.util.find_spec(target.split(":")[0]) is not None
+    except ImportError:
+        return False
+
+
+class LazyGroup(click.Group):
+    """A group whose listed subcommands load on first use."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        available = [name for name, target in self.lazy.items() if _exists(target)]
+        return sorted([*super().list_commands(ctx), *available])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            return _load(self.lazy[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, lazy=LAZY)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML settings file (also FINMON_CONFIG).")
+@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING... (also FINMON_LOG_LEVEL).")
+@click.option("--log-json", is_flag=True, default=None, help="One JSON object per log line.")
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None, log_level: str | None, log_json: bool | None) -> None:
+    """finmon: a streaming financial sentiment monitor."""
+    try:
+        settings = load_settings(config_file, log_level=log_level, log_json=log_json)
+    except FinmonError as exc:
+        raise click.ClickException(str(exc)) from exc
+    setup_logging(settings.log_level, settings.log_json)
+    ctx.obj = settings
+
+
+@cli.command()
+@click.option("--port", type=int, default=None, help="Port on 127.0.0.1 (default: the one in FINMON_BOOTSTRAP).")
+@click.pass_obj
+def broker(settings: Settings, port: int | None) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu) until Ctrl-C or SIGTERM."""
+    import signal  # noqa: PLC0415
+
+    from monitor.kafka.broker import EmbeddedBroker  # noqa: PLC0415
+    from monitor.kafka.client import ensure_topics  # noqa: PLC0415
+
+    port = port or int(settings.bootstrap.split(",")[0].rsplit(":", 1)[1])
+    with EmbeddedBroker(port) as embedded:
+        ensure_topics(settings.model_copy(update={"bootstrap": embedded.bootstrap}))
+        click.echo(f"broker listening on {embedded.bootstrap} (memory only; Ctrl-C stops it)", err=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            while embedded.is_running():
+                signal.pause()
+        except KeyboardInterrupt:
+            pass
+
+
+@cli.command()
+@click.argument("stage", type=click.Choice(["classify", "sink"]))
+@click.option("--stop-after-idle", type=float, default=None, help="Exit after S seconds without records.")
+@click.pass_obj
+def worker(settings: Settings, stage: str, stop_after_idle: float | None) -> None:
+    """Run one pipeline stage as a member of its consumer group."""
+    from monitor.app import BUILDERS  # noqa: PLC0415
+    from monitor.kafka.client import ensure_topics  # noqa: PLC0415
+
+    ensure_topics(settings)
+    runner = BUILDERS[stage](settings, stop_after_idle=stop_after_idle)
+    stats = runner.run()
+    click.echo(json.dumps({"stage": stage, **stats.as_dict()}))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def status(settings: Settings, as_json: bool) -> None:
+    """Items published, scored, stored, dead-lettered, and each consumer group's lag."""
+    from monitor.status import collect_status  # noqa: PLC0415
+
+    result = collect_status(settings)
+    if as_json:
+        click.echo(json.dumps(result, default=str, sort_keys=True))
+        return
+    for key in ("published", "scored", "stored", "dead_lettered"):
+        click.echo(f"{key:>14}: {result.get(key)}")
+    for group, lag in result.get("lag", {}).items():
+        click.echo(f"{'lag ' + group:>14}: {lag}")
+    for key in ("broker", "store"):
+        click.echo(f"{key:>14}: {result.get(key)}")
+
+
+@cli.command()
+@click.option("--feed", default="demo", show_default=True, help="Feed file to replay, 'demo', or 'none'.")
+@click.option("--speed", default="max", show_default=True, help="'max', or N for N x real time.")
+@click.option("--dashboard/--no-dashboard", default=True, help="Serve the Streamlit dashboard.")
+@click.option("--dashboard-port", type=int, default=8501, show_default=True)
+@click.option("--stop-after-idle", type=float, default=None,
+              help="Stop everything once all stages were idle S seconds; print the status JSON last.")
+@click.pass_obj
+def up(settings: Settings, feed: str, speed: str, dashboard: bool, dashboard_port: int,
+       stop_after_idle: float | None) -> None:
+    """Start the embedded broker, every stage, the dashboard, and replay a feed into it."""
+    from monitor.stack import UpOptions, run_up, status_line  # noqa: PLC0415
+    from pipelines.replay import parse_speed  # noqa: PLC0415
+
+    options = UpOptions(feed=None if feed == "none" else feed, speed=parse_speed(speed), dashboard=dashboard,
+                        dashboard_port=dashboard_port, stop_after_idle=stop_after_idle, broker_port=None)
+    final = run_up(settings, options)
+    click.echo(status_line(final))
+
+
+@cli.group(cls=LazyGroup, lazy=LAZY_BENCH)
+def bench() -> None:
+    """Benchmarks that print numbers (classifier, pipeline)."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: finmon errors become one-line messages, not tracebacks."""
+    try:
+        cli.main(args=argv, prog_name="finmon", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except FinmonError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

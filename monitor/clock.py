@@ -1,0 +1,40 @@
+"""Injected time. Logic never calls `datetime.now()` itself: live runs pass a `SystemClock`, replays and tests
+pass a clock they control, so the same code runs in wall-clock and in event time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Anything that tells the current time as a timezone-aware UTC datetime."""
+
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    """Wall-clock time in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class ManualClock:
+    """A clock that only moves when told to (tests, event-time replays)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = ensure_utc(start)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, when: datetime) -> None:
+        self._now = ensure_utc(when)
+
+
+def ensure_utc(when: datetime) -> datetime:
+    """Return `when` in UTC; naive datetimes are taken to be UTC already (the wire format's convention)."""
+    if when.tzinfo is None:
+        return when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)

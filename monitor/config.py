@@ -1,0 +1,143 @@
+"""One settings tree for every command, built once at the entry point and passed down (frozen).
+
+Sources, highest priority first: explicit overrides (CLI flags), environment variables with the `FINMON_`
+prefix (nested with `__`, e.g. `FINMON_KAFKA__PARTITIONS=8`), a YAML file (`--config` or `FINMON_CONFIG`),
+then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from monitor.errors import ConfigError
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_YAML_PATH: ContextVar[Path | None] = ContextVar("finmon_yaml_path", default=None)
+
+
+class TopicNames(BaseModel):
+    """Kafka topic names of the pipeline."""
+
+    model_config = _FROZEN
+    raw: str = "news.raw"
+    scored: str = "news.scored"
+    windows: str = "sentiment.windows"
+    alerts: str = "alerts"
+    deadletter: str = "news.deadletter"
+
+
+class KafkaSettings(BaseModel):
+    """Kafka client behaviour; defaults are tuned for a live stream (see README, 'Kafka notes')."""
+
+    model_config = _FROZEN
+    topics: TopicNames = TopicNames()
+    partitions: int = Field(4, ge=1, description="Partitions per topic when finmon creates it.")
+    replication_factor: int = Field(1, ge=1)
+    group_prefix: str = Field("finmon", description="Consumer groups are named <prefix>-<stage>.")
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1000
+    fetch_max_wait_ms: int = 20
+    max_poll_records: int = 2000
+    max_request_bytes: int = Field(8 * 1024 * 1024, description="Producer request limit; above max_text_bytes.")
+    connect_retry_s: float = Field(120.0, description="How long to keep retrying an unreachable broker.")
+
+
+class LimitSettings(BaseModel):
+    """What a valid news item looks like; anything outside goes to the dead-letter topic."""
+
+    model_config = _FROZEN
+    max_text_bytes: int = Field(64 * 1024, ge=1, description="Largest title+body accepted, in UTF-8 bytes.")
+    min_event_time: datetime = datetime(1990, 1, 1, tzinfo=UTC)
+    max_future_skew: timedelta = Field(timedelta(days=1), description="How far past 'now' an event may be.")
+
+
+class ClassifySettings(BaseModel):
+    """The classify stage: which model and how it batches."""
+
+    model_config = _FROZEN
+    model: str | None = Field(None, description="Model dir or HF id; None = the shipped default model.")
+    device: str = "auto"
+    quantize: bool = Field(False, description="Dynamic int8 quantisation on CPU.")
+    max_batch: int = Field(256, ge=1, description="Most items scored in one micro-batch.")
+    max_wait_ms: int = Field(50, ge=0, description="Longest a micro-batch waits to fill up.")
+    max_batch_tokens: int = Field(8192, ge=64, description="Token budget of one forward pass.")
+
+
+class Settings(BaseSettings):
+    """The whole finmon configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FINMON_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+    bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    store_url: str = Field("sqlite:///.finmon/finmon.db", description="SQLAlchemy URL of the store.")
+    data_dir: Path = Field(Path(".finmon"), description="Where the embedded stack keeps logs and state.")
+    log_level: str = "INFO"
+    log_json: bool = False
+    kafka: KafkaSettings = KafkaSettings()
+    limits: LimitSettings = LimitSettings()
+    classify: ClassifySettings = ClassifySettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit overrides (CLI flags) > environment > YAML file > defaults.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_path = _YAML_PATH.get()
+        if yaml_path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+        return tuple(sources)
+
+
+def _check_yaml(path: Path) -> None:
+    """Fail early, with a fix, on a missing or malformed file (pydantic-settings would be vaguer)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} not found: pass an existing YAML file to --config") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings, not {type(data).__name__}")
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings once at the entry point: defaults < YAML file < environment < overrides."""
+    raw_path = config_file or os.environ.get("FINMON_CONFIG")
+    path = Path(raw_path) if raw_path else None
+    if path is not None:
+        _check_yaml(path)
+    token = _YAML_PATH.set(path)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings: {_explain(exc)}; check FINMON_* variables and the config file") from exc
+    finally:
+        _YAML_PATH.reset(token)
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)

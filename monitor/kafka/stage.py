@@ -1,0 +1,225 @@
+"""The loop every streaming stage runs: poll a micro-batch, process it, produce the output, wait for the
+broker's acks, and only then commit the input offsets (at-least-once; the sinks are idempotent).
+
+Stages differ only in their `Processor`. Bad records never stop the loop: a processor turns them into
+dead letters, and a record that still makes the processor raise is dead-lettered by the runner.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kafka import TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from monitor.clock import Clock
+from monitor.config import Settings
+from monitor.errors import BrokerError
+from monitor.kafka.client import make_consumer, make_producer
+from monitor.records import DeadLetter, encode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutMessage:
+    """One record a stage produces."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+
+
+class Processor(Protocol):
+    """A stage's logic: records in, messages out. Durable side effects (store writes) happen inside."""
+
+    stage: str
+
+    def process(self, records: Sequence[Any]) -> list[OutMessage]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class StageStats:
+    """Counters a stage keeps and logs; `finmon status` reads Kafka and the store instead."""
+
+    records_in: int = 0
+    messages_out: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict[str, float]:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        return {"records_in": self.records_in, "messages_out": self.messages_out,
+                "dead_letters": self.dead_letters, "batches": self.batches,
+                "records_per_s": round(self.records_in / elapsed, 1)}
+
+
+def dead_letter_message(settings: Settings, record: Any, stage: str, reason: str, detail: str,
+                        clock: Clock) -> OutMessage:
+    """The dead-letter record for a consumed Kafka record; logs where it came from."""
+    log.warning("dead letter from %s: %s[%s]@%s %s: %s", stage, record.topic, record.partition,
+                record.offset, reason, detail[:200])
+    letter = DeadLetter(payload=record.value if record.value is not None else b"", key=record.key,
+                        topic=record.topic, partition=record.partition, offset=record.offset, stage=stage,
+                        reason=reason, detail=detail, at=clock.now())
+    return OutMessage(settings.kafka.topics.deadletter, encode(letter), record.key)
+
+
+class StageRunner:
+    """Runs one processor over a consumer group until stopped, idle for too long, or signalled."""
+
+    def __init__(self, settings: Settings, processor: Processor, topics: Sequence[str], group: str,
+                 clock: Clock, *, max_batch: int = 500, max_wait_ms: int = 50,
+                 stop_after_idle: float | None = None, transient: tuple[type[BaseException], ...] = (),
+                 log_every_s: float = 10.0) -> None:
+        self.settings, self.processor, self.topics, self.group = settings, processor, list(topics), group
+        self.clock, self.max_batch, self.max_wait = clock, max_batch, max_wait_ms / 1000
+        self.stop_after_idle, self.transient, self.log_every_s = stop_after_idle, transient, log_every_s
+        self.stats = StageStats()
+        self._stop = threading.Event()
+
+    def stop(self, *_: Any) -> None:
+        """Ask the loop to finish its batch, commit and close (also the SIGTERM/SIGINT handler)."""
+        self._stop.set()
+
+    def run(self) -> StageStats:
+        self._install_signals()
+        consumer = make_consumer(self.settings, self.group, self.topics, client_id=self.processor.stage)
+        producer = make_producer(self.settings, client_id=self.processor.stage)
+        log.info("%s: consuming %s as group %s", self.processor.stage, self.topics, self.group)
+        try:
+            self._loop(consumer, producer)
+        finally:
+            consumer.close(autocommit=False)
+            producer.close(timeout=10)
+            self.processor.close()
+            log.info("%s: stopped %s", self.processor.stage, self.stats.as_dict())
+        return self.stats
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+
+    def _loop(self, consumer: Any, producer: Any) -> None:
+        last_record, last_log = time.monotonic(), time.monotonic()
+        logged = StageStats(started=last_log)
+        while not self._stop.is_set():
+            batch = self._collect(consumer)
+            now = time.monotonic()
+            if batch:
+                last_record = now
+                self._handle(batch, consumer, producer)
+            elif self.stop_after_idle is not None and now - last_record >= self.stop_after_idle:
+                log.info("%s: idle for %.0fs, stopping", self.processor.stage, now - last_record)
+                break
+            if now - last_log >= self.log_every_s:
+                self._log_rates(logged, now - last_log)
+                logged, last_log = StageStats(**{**self.stats.__dict__}), now
+
+    def _log_rates(self, prev: StageStats, elapsed: float) -> None:
+        n_in = self.stats.records_in - prev.records_in
+        n_out = self.stats.messages_out - prev.messages_out
+        dead = self.stats.dead_letters - prev.dead_letters
+        batches = max(self.stats.batches - prev.batches, 1)
+        log.info("%s: %.1f in/s, %.1f out/s, %d dead letters, mean batch %.0f (total in %d)",
+                 self.processor.stage, n_in / elapsed, n_out / elapsed, dead, n_in / batches,
+                 self.stats.records_in)
+
+    def _collect(self, consumer: Any) -> list[Any]:
+        """A micro-batch: wait up to 200 ms for a first record, then fill up for at most max_wait."""
+        batch: list[Any] = []
+        deadline: float | None = None
+        while len(batch) < self.max_batch and not self._stop.is_set():
+            left = 0.2 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                break
+            polled = consumer.poll(timeout_ms=int(left * 1000), max_records=self.max_batch - len(batch))
+            for records in polled.values():
+                batch.extend(records)
+            if deadline is None:
+                if not batch:
+                    break
+                deadline = time.monotonic() + self.max_wait
+        return batch
+
+    def _handle(self, batch: list[Any], consumer: Any, producer: Any) -> None:
+        out = self._process(batch)
+        if out is None:
+            return  # stopped while waiting out a transient failure: nothing committed, redelivered later
+        if not self._produce(producer, out):
+            return
+        self._commit(consumer, batch)
+        dead = self.settings.kafka.topics.deadletter
+        self.stats.records_in += len(batch)
+        self.stats.messages_out += len(out)
+        self.stats.dead_letters += sum(1 for m in out if m.topic == dead)
+        self.stats.batches += 1
+
+    def _process(self, batch: list[Any]) -> list[OutMessage] | None:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                return self.processor.process(batch)
+            except self.transient as exc:
+                log.warning("%s: transient failure (%s: %s), retrying the batch in %.1fs", self.processor.stage,
+                            exc.__class__.__name__, str(exc).splitlines()[0][:200], delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception:  # a bug or a poisonous record: find it, dead-letter it, keep going
+                log.exception("%s: batch of %d failed; isolating records", self.processor.stage, len(batch))
+                return self._isolate(batch)
+        return None
+
+    def _isolate(self, batch: list[Any]) -> list[OutMessage]:
+        out: list[OutMessage] = []
+        for record in batch:
+            try:
+                out.extend(self.processor.process([record]))
+            except self.transient:
+                raise
+            except Exception as exc:
+                detail = f"{exc.__class__.__name__}: {exc}"
+                out.append(dead_letter_message(self.settings, record, self.processor.stage,
+                                               "processing_error", detail, self.clock))
+        return out
+
+    def _produce(self, producer: Any, out: list[OutMessage]) -> bool:
+        """Send and wait for every ack; retry while the broker is away. False if stopped meanwhile."""
+        delay = 0.5
+        while True:
+            try:
+                futures = [producer.send(m.topic, value=m.value, key=m.key) for m in out]
+                producer.flush(timeout=30)
+                for future in futures:
+                    future.get(timeout=30)
+                return True
+            except (KafkaError, BrokerError) as exc:
+                if self._stop.is_set():
+                    return False
+                log.warning("%s: producing failed (%s), retrying in %.1fs", self.processor.stage, exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _commit(self, consumer: Any, batch: list[Any]) -> None:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for record in batch:
+            tp = TopicPartition(record.topic, record.partition)
+            if tp not in offsets or offsets[tp].offset <= record.offset:
+                offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+        try:
+            consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # Partitions moved to another member: it re-reads from the last commit; our sinks are idempotent.
+            log.warning("%s: commit failed (%s); the batch will be redelivered", self.processor.stage, exc)
+

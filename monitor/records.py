@@ -1,0 +1,281 @@
+"""Records on the wire: frozen dataclasses with a versioned JSON encoding, validated at every boundary.
+
+`decode_raw` is the gate of the pipeline: it turns arbitrary bytes into a `RawItem` or raises `RecordError`
+with a stable reason code, which the stage sends to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.clock import ensure_utc
+from monitor.config import LimitSettings
+from monitor.errors import RecordError
+
+SCHEMA_VERSION = 1
+_CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z]{1,6}(?:[.-][A-Za-z]{1,2})?)(?![\w])")
+
+
+@dataclass(frozen=True, slots=True)
+class RawItem:
+    """A news item as scrapers and replays publish it to `news.raw`."""
+
+    id: str
+    title: str
+    published_at: datetime
+    body: str = ""
+    source: str = ""
+    url: str = ""
+    tickers: tuple[str, ...] = ()
+    lang: str | None = None
+    fetched_at: datetime | None = None
+
+    @property
+    def text(self) -> str:
+        """What the classifier reads: the headline, then the body if there is one."""
+        return f"{self.title}\n{self.body}" if self.body else self.title
+
+    def to_wire(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["v"] = SCHEMA_VERSION
+        out["tickers"] = list(self.tickers)
+        out["published_at"] = _iso(self.published_at)
+        out["fetched_at"] = _iso(self.fetched_at) if self.fetched_at else None
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredItem:
+    """A raw item plus both heads' scores, as published to `news.scored` and stored."""
+
+    item: RawItem
+    topic: str
+    topic_probs: dict[str, float]
+    sentiment: str
+    sentiment_probs: dict[str, float]
+    model_version: str
+    scored_at: datetime
+    src_partition: int = -1  # where in news.raw it came from: tells redeliveries from duplicate ids
+    src_offset: int = -1
+
+    @property
+    def sentiment_score(self) -> float:
+        """P(positive) - P(negative)."""
+        return round(self.sentiment_probs["positive"] - self.sentiment_probs["negative"], 6)
+
+    def to_wire(self) -> dict[str, Any]:
+        out = self.item.to_wire()
+        out.update(
+            topic=self.topic,
+            topic_probs=self.topic_probs,
+            sentiment=self.sentiment,
+            sentiment_probs=self.sentiment_probs,
+            sentiment_score=self.sentiment_score,
+            model_version=self.model_version,
+            scored_at=_iso(self.scored_at),
+            src_partition=self.src_partition,
+            src_offset=self.src_offset,
+        )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record a stage could not use, kept whole with where it came from and why."""
+
+    payload: bytes
+    topic: str
+    partition: int
+    offset: int
+    stage: str
+    reason: str
+    detail: str
+    at: datetime
+    key: bytes | None = field(default=None)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "payload_b64": base64.b64encode(self.payload).decode("ascii"),
+            "key_b64": base64.b64encode(self.key).decode("ascii") if self.key is not None else None,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "stage": self.stage,
+            "reason": self.reason,
+            "detail": self.detail,
+            "at": _iso(self.at),
+        }
+
+
+def encode(record: RawItem | ScoredItem | DeadLetter) -> bytes:
+    """Compact UTF-8 JSON of a record's wire form."""
+    return json.dumps(record.to_wire(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def stable_id(*parts: str) -> str:
+    """A deterministic id for items whose source has none (same input, same id, across runs)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+    return digest[:24]
+
+
+def extract_cashtags(text: str) -> tuple[str, ...]:
+    """`$AAPL`-style cashtags in order of appearance, upper-cased, without duplicates."""
+    seen: dict[str, None] = {}
+    for match in _CASHTAG.finditer(text):
+        seen.setdefault(match.group(1).upper(), None)
+    return tuple(seen)
+
+
+def normalize_tickers(values: Any) -> tuple[str, ...]:
+    """Accept a list or a comma/space separated string; strip `$`, upper-case, drop blanks and repeats."""
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        values = re.split(r"[,;\s]+", values)
+    if not isinstance(values, list | tuple):
+        raise RecordError("invalid_field", f"tickers must be a list of symbols, got {type(values).__name__}")
+    out: dict[str, None] = {}
+    for value in values:
+        if not isinstance(value, str):
+            raise RecordError("invalid_field", f"tickers must be strings, got {type(value).__name__}")
+        symbol = value.strip().lstrip("$").upper()
+        if symbol:
+            out.setdefault(symbol, None)
+    return tuple(out)
+
+
+def parse_time(value: Any, field_name: str) -> datetime:
+    """ISO-8601 (a trailing Z accepted) or epoch seconds/milliseconds, returned in UTC."""
+    if isinstance(value, bool) or value is None:
+        raise RecordError("missing_field" if value is None else "invalid_field", f"{field_name} is {value!r}")
+    if isinstance(value, int | float):
+        seconds = value / 1000 if abs(value) > 1e11 else value
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise RecordError("timestamp_out_of_range", f"{field_name}={value!r} is not a usable epoch") from exc
+    if not isinstance(value, str):
+        raise RecordError("invalid_field", f"{field_name} must be an ISO-8601 string, got {type(value).__name__}")
+    try:
+        return ensure_utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+    except ValueError as exc:
+        raise RecordError("invalid_field", f"{field_name}={value[:60]!r} is not ISO-8601") from exc
+
+
+def _iso(when: datetime) -> str:
+    return ensure_utc(when).isoformat().replace("+00:00", "Z")
+
+
+def _load_object(payload: bytes) -> dict[str, Any]:
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError("not_utf8", f"payload is not UTF-8 (byte {exc.start}); producers must send UTF-8 JSON") from exc
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise RecordError("malformed_json", f"payload is not valid JSON: {str(exc)[:120]}") from exc
+    if not isinstance(data, dict):
+        raise RecordError("not_an_object", f"payload must be a JSON object, got {type(data).__name__}")
+    version = data.get("v", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise RecordError("unsupported_version", f"schema version {version!r}; this finmon reads v{SCHEMA_VERSION}")
+    return data
+
+
+def _text_field(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RecordError("invalid_field", f"{name} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _check_time(when: datetime, now: datetime, limits: LimitSettings) -> None:
+    if when < limits.min_event_time or when > now + limits.max_future_skew:
+        raise RecordError(
+            "timestamp_out_of_range",
+            f"published_at {_iso(when)} is outside [{_iso(limits.min_event_time)}, now + {limits.max_future_skew}]",
+        )
+
+
+def raw_from_wire(data: dict[str, Any], now: datetime, limits: LimitSettings) -> RawItem:
+    """Validate a decoded wire object into a `RawItem`."""
+    item_id = data.get("id")
+    if item_id is None or item_id == "":
+        raise RecordError("missing_field", "id is missing; publishers must give every item a stable id")
+    if not isinstance(item_id, str | int) or isinstance(item_id, bool):
+        raise RecordError("invalid_field", f"id must be a string, got {type(item_id).__name__}")
+    title, body = _text_field(data, "title"), _text_field(data, "body")
+    if not title.strip() and not body.strip():
+        reason = "missing_field" if "title" not in data and "body" not in data else "empty_text"
+        raise RecordError(reason, "the item has no text: give it a non-empty title or body")
+    size = len(title.encode("utf-8")) + len(body.encode("utf-8"))
+    if size > limits.max_text_bytes:
+        raise RecordError("text_too_large", f"text is {size} bytes, over the limit of {limits.max_text_bytes} "
+                          "(raise FINMON_LIMITS__MAX_TEXT_BYTES to accept it)")
+    published = parse_time(data.get("published_at"), "published_at")
+    _check_time(published, now, limits)
+    fetched = data.get("fetched_at")
+    return RawItem(
+        id=str(item_id),
+        title=title,
+        body=body,
+        published_at=published,
+        source=_text_field(data, "source"),
+        url=_text_field(data, "url"),
+        tickers=normalize_tickers(data.get("tickers")),
+        lang=_text_field(data, "lang") or None,
+        fetched_at=parse_time(fetched, "fetched_at") if fetched is not None else None,
+    )
+
+
+def decode_raw(payload: bytes | None, now: datetime, limits: LimitSettings) -> RawItem:
+    """Bytes from `news.raw` to a valid `RawItem`, or `RecordError` with the reason."""
+    if payload is None:
+        raise RecordError("missing_field", "the record has no value (a tombstone?); publish a JSON object")
+    return raw_from_wire(_load_object(payload), now, limits)
+
+
+def decode_scored(payload: bytes) -> ScoredItem:
+    """Bytes from `news.scored` back to a `ScoredItem` (our own output: fields are trusted but checked)."""
+    data = _load_object(payload)
+    try:
+        item = RawItem(
+            id=str(data["id"]), title=data.get("title") or "", body=data.get("body") or "",
+            published_at=parse_time(data["published_at"], "published_at"),
+            source=data.get("source") or "", url=data.get("url") or "",
+            tickers=normalize_tickers(data.get("tickers")), lang=data.get("lang"),
+            fetched_at=parse_time(data["fetched_at"], "fetched_at") if data.get("fetched_at") else None,
+        )
+        return ScoredItem(
+            item=item, topic=str(data["topic"]), topic_probs=dict(data["topic_probs"]),
+            sentiment=str(data["sentiment"]), sentiment_probs=dict(data["sentiment_probs"]),
+            model_version=str(data["model_version"]), scored_at=parse_time(data["scored_at"], "scored_at"),
+            src_partition=int(data.get("src_partition", -1)), src_offset=int(data.get("src_offset", -1)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError("invalid_field", f"scored record is incomplete: {exc!r}") from exc
+
+
+def decode_deadletter(payload: bytes) -> DeadLetter:
+    """Bytes from `news.deadletter` back to a `DeadLetter`."""
+    data = _load_object(payload)
+    try:
+        key = data.get("key_b64")
+        return DeadLetter(
+            payload=base64.b64decode(data["payload_b64"]), key=base64.b64decode(key) if key else None,
+            topic=str(data["topic"]), partition=int(data["partition"]), offset=int(data["offset"]),
+            stage=str(data["stage"]), reason=str(data["reason"]), detail=str(data.get("detail", "")),
+            at=parse_time(data["at"], "at"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError("invalid_field", f"dead-letter record is incomplete: {exc!r}") from exc

@@ -1,0 +1,152 @@
+"""`finmon up`: the whole embedded stack on one machine: broker, stage workers, dashboard and a feed.
+
+Workers run as child processes (the same `finmon worker ...` a production deployment runs), so stopping,
+killing and restarting one behaves here as it does in production.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from monitor.app import STAGES
+from monitor.config import Settings
+from monitor.kafka.broker import EmbeddedBroker, free_port, port_open
+from monitor.kafka.client import ensure_topics
+from monitor.status import collect_status
+from monitor.store import Store
+
+log = logging.getLogger(__name__)
+DASHBOARD_APP = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    feed: str | None
+    speed: float | None
+    dashboard: bool
+    dashboard_port: int
+    stop_after_idle: float | None
+    broker_port: int | None
+
+
+def worker_command(stage: str) -> list[str]:
+    return [sys.executable, "-m", "monitor.cli", "worker", stage]
+
+
+class Stack:
+    """Starts and stops everything `finmon up` runs."""
+
+    def __init__(self, settings: Settings, options: UpOptions) -> None:
+        self.options = options
+        self.broker = EmbeddedBroker(self._broker_port(settings), log_path=Path(settings.data_dir) / "broker.log")
+        self.settings = settings.model_copy(update={"bootstrap": self.broker.bootstrap})
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _broker_port(settings: Settings) -> int:
+        wanted = int(settings.bootstrap.split(",")[0].rsplit(":", 1)[1])
+        if port_open("127.0.0.1", wanted):
+            port = free_port()
+            log.warning("port %d is taken; the embedded broker uses %d", wanted, port)
+            return port
+        return wanted
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ, FINMON_BOOTSTRAP=self.settings.bootstrap, FINMON_STORE_URL=self.settings.store_url)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def start(self) -> None:
+        Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
+        self.broker.start()
+        ensure_topics(self.settings)
+        Store(self.settings.store_url).create_schema()
+        for stage in STAGES:
+            self.children[stage] = subprocess.Popen(worker_command(stage), env=self.env())  # noqa: S603
+        if self.options.dashboard and DASHBOARD_APP.exists():
+            self.children["dashboard"] = subprocess.Popen(self._dashboard_cmd(), env=self.env())  # noqa: S603
+            log.info("dashboard: http://127.0.0.1:%d", self.options.dashboard_port)
+
+    def _dashboard_cmd(self) -> list[str]:
+        return [sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP), "--server.address", "127.0.0.1",
+                "--server.port", str(self.options.dashboard_port), "--server.headless", "true",
+                "--browser.gatherUsageStats", "false"]
+
+    def feed(self) -> None:
+        if self.options.feed is None:
+            return
+        from pipelines.replay import publish, resolve_feed  # noqa: PLC0415
+        from monitor.sources.files import FileSource  # noqa: PLC0415
+
+        records = FileSource(resolve_feed(self.options.feed)).records()
+        result = publish(self.settings, records, self.options.speed)
+        log.info("feed %s: published %d items in %.1fs", self.options.feed, result.published, result.seconds)
+
+    def wait(self) -> None:
+        """Until signalled, or until idle for stop_after_idle seconds when that is set."""
+        idle_for, last, since = self.options.stop_after_idle, None, time.monotonic()
+        while not self._stop.wait(1.0 if idle_for is None else 2.0):
+            self._check_children()
+            if idle_for is None:
+                continue
+            status = collect_status(self.settings)
+            snapshot = (status.get("published"), status.get("stored"), status.get("dead_lettered"))
+            busy = snapshot != last or any(status.get("lag", {}).values()) or status.get("lag") == {}
+            if busy:
+                last, since = snapshot, time.monotonic()
+            elif time.monotonic() - since >= idle_for:
+                return
+
+    def _check_children(self) -> None:
+        for name, proc in self.children.items():
+            if proc.poll() is not None and not self._stop.is_set():
+                log.error("%s exited with code %s; see the log lines above", name, proc.returncode)
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        for proc in self.children.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in self.children.items():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in 30s; killing it", name)
+                proc.kill()
+                proc.wait()
+
+    def shutdown_broker(self) -> None:
+        self.broker.stop()
+
+
+def run_up(settings: Settings, options: UpOptions) -> dict[str, Any]:
+    """Run the stack; return the final status (printed by the CLI as the last stdout line)."""
+    stack = Stack(settings, options)
+    signal.signal(signal.SIGTERM, stack.request_stop)
+    signal.signal(signal.SIGINT, stack.request_stop)
+    try:
+        stack.start()
+        stack.feed()
+        stack.wait()
+        stack.stop()
+        return collect_status(stack.settings)
+    finally:
+        stack.stop()
+        stack.shutdown_broker()
+
+
+def status_line(status: dict[str, Any]) -> str:
+    return json.dumps(status, default=str, sort_keys=True)

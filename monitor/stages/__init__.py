@@ -1,0 +1,2 @@
+"""The pipeline's stages as processors for the stage loop: classify (news.raw -> news.scored) and sink
+(news.scored + news.deadletter -> store)."""
