@@ -19,7 +19,7 @@ def stage_topics(settings: Settings) -> dict[str, list[str]]:
 
 def build_classify(settings: Settings, *, stop_after_idle: float | None = None,
                    clock: Clock | None = None) -> StageRunner:
-    from monitor.classify import load_classifier  # noqa: PLC0415  (torch loads only in this worker)
+    from monitor.classify.engine import load_classifier  # noqa: PLC0415  (torch loads only in this worker)
     from monitor.stages.classify import ClassifyProcessor  # noqa: PLC0415
 
     clock = clock or SystemClock()

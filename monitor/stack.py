@@ -89,8 +89,8 @@ class Stack:
         from pipelines.replay import publish, resolve_feed  # noqa: PLC0415
         from monitor.sources.files import FileSource  # noqa: PLC0415
 
-        records = FileSource(resolve_feed(self.options.feed)).records()
-        result = publish(self.settings, records, self.options.speed)
+        source = FileSource(resolve_feed(self.options.feed))
+        result = publish(self.settings, source.records(), self.options.speed, unparsed=source.unparsed)
         log.info("feed %s: published %d items in %.1fs", self.options.feed, result.published, result.seconds)
 
     def wait(self) -> None:

@@ -71,8 +71,9 @@ class Pacer:
 
 
 def publish(settings: Settings, records: list[dict[str, Any]], speed: float | None = None,
-            progress: bool = True) -> ReplayResult:
-    """Publish wire records to news.raw (keyed by id); raise if any send failed."""
+            progress: bool = True, unparsed: list[bytes] | None = None) -> ReplayResult:
+    """Publish wire records to news.raw (keyed by id), then lines that were not JSON objects as they are
+    (the classify stage dead-letters them with the reason); raise if any send failed."""
     ensure_topics(settings)
     producer = make_producer(settings, client_id="finmon-replay")
     failures: list[BaseException] = []
@@ -83,13 +84,15 @@ def publish(settings: Settings, records: list[dict[str, Any]], speed: float | No
             pacer.wait(record)
             future = producer.send(topic, key=str(record.get("id", "")).encode("utf-8"), value=dumps(record))
             future.add_errback(failures.append)
+        for line in unparsed or ():
+            producer.send(topic, value=line).add_errback(failures.append)
         producer.flush(timeout=120)
     finally:
         producer.close(timeout=30)
     if failures:
         raise BrokerError(f"{len(failures)} of {len(records)} items could not be published "
                           f"(first error: {failures[0]!r}); re-run the replay: ids are stable")
-    return ReplayResult(len(records), len(failures), time.monotonic() - start)
+    return ReplayResult(len(records) + len(unparsed or ()), len(failures), time.monotonic() - start)
 
 
 def column_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -112,7 +115,7 @@ def command(settings: Settings, feed: str, text_col: str | None, time_col: str |
     try:
         source = FileSource(resolve_feed(feed), ColumnMap(text_col, time_col, ticker_col, id_col))
         records = source.records()[:limit]
-        result = publish(settings, records, parse_speed(speed))
+        result = publish(settings, records, parse_speed(speed), unparsed=source.unparsed)
     except FinmonError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"published {result.published} items from {feed} in {result.seconds:.1f}s", err=True)

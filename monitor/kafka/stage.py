@@ -120,6 +120,8 @@ class StageRunner:
             if batch:
                 last_record = now
                 self._handle(batch, consumer, producer)
+            elif not consumer.assignment():
+                last_record = now  # idle time counts from when this member got partitions, not from start
             elif self.stop_after_idle is not None and now - last_record >= self.stop_after_idle:
                 log.info("%s: idle for %.0fs, stopping", self.processor.stage, now - last_record)
                 break

@@ -74,23 +74,48 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
-def _read_one(path: Path) -> pd.DataFrame:
+def read_jsonl(path: Path) -> tuple[pd.DataFrame, list[bytes]]:
+    """Rows of a JSONL file, and the lines that are not JSON objects, kept as bytes: a feed with one broken
+    line still replays, and the broken line reaches the dead-letter topic instead of being lost."""
+    rows: list[dict[str, Any]] = []
+    unparsed: list[bytes] = []
+    with path.open("rb") as fh:
+        for line in fh:
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except (ValueError, RecursionError):
+                obj = None
+            if isinstance(obj, dict):
+                rows.append(obj)
+            else:
+                unparsed.append(line)
+    return pd.DataFrame(rows), unparsed
+
+
+def _read_one(path: Path, unparsed: list[bytes]) -> pd.DataFrame:
     kind = SUFFIXES[path.suffix.lower()]
     try:
         if kind in ("csv", "tsv"):
             return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", dtype=str, keep_default_na=False)
         if kind == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+            frame, bad = read_jsonl(path)
+            unparsed.extend(bad)
+            return frame
         if kind == "json":
-            return pd.read_json(path, dtype=False, convert_dates=False)
+            return pd.read_json(path, dtype=False)
         return pd.read_parquet(path)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise SourceError(f"cannot read {path} as {kind}: {exc}") from exc
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """All rows of a file, or of every supported file in a directory."""
-    frames = [_read_one(p) for p in _files(Path(path))]
+def read_table(path: str | Path, unparsed: list[bytes] | None = None) -> pd.DataFrame:
+    """All rows of a file, or of every supported file in a directory; JSONL lines that are not JSON objects
+    are appended to `unparsed` when given."""
+    sink: list[bytes] = [] if unparsed is None else unparsed
+    frames = [_read_one(p, sink) for p in _files(Path(path))]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
@@ -134,9 +159,13 @@ class FileSource:
         self.path = Path(path)
         self.columns = columns or ColumnMap()
         self.source_name = source_name or self.path.stem
+        self.unparsed: list[bytes] = []  # filled by records(): lines to publish as they are
 
     def records(self) -> list[dict[str, Any]]:
-        frame = read_table(self.path)
+        self.unparsed = []
+        frame = read_table(self.path, self.unparsed)
+        if frame.empty and self.unparsed:
+            return []
         cols = self.columns.resolve([str(c) for c in frame.columns])
         rows = [self._row(rec, cols) for rec in frame.to_dict(orient="records")]
         return self._order(self._merge(rows))

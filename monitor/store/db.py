@@ -126,8 +126,9 @@ class Store:
             return 0
         keys = ["stage", "src_topic", "src_partition", "src_offset"]
         with self.engine.begin() as conn:
-            result = conn.execute(self._insert(dead_letters).on_conflict_do_nothing(index_elements=keys), rows)
-        return max(result.rowcount or 0, 0)
+            stmt = self._insert(dead_letters).on_conflict_do_nothing(index_elements=keys)
+            # RETURNING counts reliably on both dialects (executemany rowcount does not on psycopg).
+            return len(conn.execute(stmt.returning(dead_letters.c.stage), rows).all())
 
     def count_scored(self) -> int:
         with self.engine.connect() as conn:

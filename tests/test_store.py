@@ -1,0 +1,58 @@
+"""Store writes are idempotent on SQLite and PostgreSQL: redeliveries are no-ops, duplicate ids are caught."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from monitor.records import DeadLetter, RawItem, ScoredItem
+from monitor.store import Store, as_utc
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _scored(item_id: str, partition: int = 0, offset: int = 0) -> ScoredItem:
+    raw = RawItem(id=item_id, title=f"headline {item_id}", published_at=NOW - timedelta(hours=1), tickers=("ACME",))
+    return ScoredItem(item=raw, topic="Earnings", topic_probs={"Earnings": 0.9, "Macro": 0.1},
+                      sentiment="positive", sentiment_probs={"negative": 0.1, "neutral": 0.2, "positive": 0.7},
+                      model_version="test", scored_at=NOW, src_partition=partition, src_offset=offset)
+
+
+def test_upsert_is_idempotent_and_catches_duplicate_ids(store_url: str) -> None:
+    store = Store(store_url)
+    store.create_schema()
+    store.create_schema()  # twice is fine
+    batch = [_scored("a", 0, 1), _scored("b", 1, 1)]
+    assert store.upsert_scored(batch, NOW) == (2, [])
+    assert store.upsert_scored(batch, NOW) == (0, [])  # a redelivery changes nothing
+    inserted, dups = store.upsert_scored([_scored("a", 3, 7), _scored("c", 0, 2), _scored("c", 0, 9)], NOW)
+    assert inserted == 1
+    assert sorted((d.item.id, d.src_offset) for d in dups) == [("a", 7), ("c", 9)]
+    assert store.count_scored() == 3
+    assert sorted(store.scored_ids()) == ["a", "b", "c"]
+
+
+def test_times_come_back_utc(store_url: str) -> None:
+    store = Store(store_url)
+    store.create_schema()
+    store.upsert_scored([_scored("t")], NOW)
+    with store.engine.connect() as conn:
+        from sqlalchemy import select
+
+        from monitor.store.schema import scored_items
+
+        stamp = conn.execute(select(scored_items.c.published_at)).scalar_one()
+    assert as_utc(stamp) == NOW - timedelta(hours=1)
+
+
+def test_dead_letters_are_stored_once(store_url: str) -> None:
+    store = Store(store_url)
+    store.create_schema()
+    letter = DeadLetter(payload=b"\xff\x00", topic="news.raw", partition=2, offset=10, stage="classify",
+                        reason="not_utf8", detail="bad bytes", at=NOW, key=None)
+    other = replace(letter, offset=11, reason="malformed_json")
+    assert store.add_dead_letters([letter, other], NOW) == 2
+    assert store.add_dead_letters([letter], NOW) == 0
+    assert store.count_dead_letters() == {"not_utf8": 1, "malformed_json": 1}
+    rows = {row["src_offset"]: row for row in store.dead_letter_rows()}
+    assert bytes(rows[10]["payload"]) == b"\xff\x00"
