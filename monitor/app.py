@@ -17,29 +17,46 @@ def stage_topics(settings: Settings) -> dict[str, list[str]]:
     return {"classify": [topics.raw], "sink": [topics.scored, topics.deadletter]}
 
 
-def build_classify(settings: Settings, *, stop_after_idle: float | None = None,
-                   clock: Clock | None = None) -> StageRunner:
-    from monitor.classify.engine import load_classifier  # noqa: PLC0415  (torch loads only in this worker)
-    from monitor.stages.classify import ClassifyProcessor  # noqa: PLC0415
+def build_classify(
+    settings: Settings, *, stop_after_idle: float | None = None, clock: Clock | None = None
+) -> StageRunner:
+    from monitor.classify.engine import load_classifier
+    from monitor.stages.classify import ClassifyProcessor
 
     clock = clock or SystemClock()
     cfg = settings.classify
-    classifier = load_classifier(cfg.model, device=cfg.device, quantize=cfg.quantize,
-                                 max_batch_tokens=cfg.max_batch_tokens)
-    return StageRunner(settings, ClassifyProcessor(settings, classifier, clock), stage_topics(settings)["classify"],
-                       group_name(settings, "classify"), clock, max_batch=cfg.max_batch,
-                       max_wait_ms=cfg.max_wait_ms, stop_after_idle=stop_after_idle)
+    classifier = load_classifier(
+        cfg.model, device=cfg.device, quantize=cfg.quantize, max_batch_tokens=cfg.max_batch_tokens
+    )
+    return StageRunner(
+        settings,
+        ClassifyProcessor(settings, classifier, clock),
+        stage_topics(settings)["classify"],
+        group_name(settings, "classify"),
+        clock,
+        max_batch=cfg.max_batch,
+        max_wait_ms=cfg.max_wait_ms,
+        stop_after_idle=stop_after_idle,
+    )
 
 
 def build_sink(settings: Settings, *, stop_after_idle: float | None = None, clock: Clock | None = None) -> StageRunner:
-    from monitor.stages.sink import SinkProcessor  # noqa: PLC0415
+    from monitor.stages.sink import SinkProcessor
 
     clock = clock or SystemClock()
     store = Store(settings.store_url)
     store.create_schema()
-    return StageRunner(settings, SinkProcessor(settings, store, clock), stage_topics(settings)["sink"],
-                       group_name(settings, "sink"), clock, max_batch=1000, max_wait_ms=100,
-                       stop_after_idle=stop_after_idle, transient=TRANSIENT_ERRORS)
+    return StageRunner(
+        settings,
+        SinkProcessor(settings, store, clock),
+        stage_topics(settings)["sink"],
+        group_name(settings, "sink"),
+        clock,
+        max_batch=1000,
+        max_wait_ms=100,
+        stop_after_idle=stop_after_idle,
+        transient=TRANSIENT_ERRORS,
+    )
 
 
 BUILDERS = {"classify": build_classify, "sink": build_sink}

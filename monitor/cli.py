@@ -29,7 +29,8 @@ LAZY_BENCH = {"classifier": "pipelines.bench_classifier:command", "pipeline": "p
 def _load(target: str) -> click.Command:
     module, attr = target.split(":")
     try:
-        return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
     except ImportError as exc:
         raise click.ClickException(f"{target} is unavailable ({exc}); reinstall with `make install`") from exc
 
@@ -59,8 +60,13 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, lazy=LAZY)
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-              help="YAML settings file (also FINMON_CONFIG).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML settings file (also FINMON_CONFIG).",
+)
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING... (also FINMON_LOG_LEVEL).")
 @click.option("--log-json", is_flag=True, default=None, help="One JSON object per log line.")
 @click.pass_context
@@ -79,10 +85,10 @@ def cli(ctx: click.Context, config_file: str | None, log_level: str | None, log_
 @click.pass_obj
 def broker(settings: Settings, port: int | None) -> None:
     """Run the embedded Kafka-compatible broker (Tansu) until Ctrl-C or SIGTERM."""
-    import signal  # noqa: PLC0415
+    import signal
 
-    from monitor.kafka.broker import EmbeddedBroker  # noqa: PLC0415
-    from monitor.kafka.client import ensure_topics  # noqa: PLC0415
+    from monitor.kafka.broker import EmbeddedBroker
+    from monitor.kafka.client import ensure_topics
 
     port = port or int(settings.bootstrap.split(",")[0].rsplit(":", 1)[1])
     with EmbeddedBroker(port) as embedded:
@@ -102,8 +108,8 @@ def broker(settings: Settings, port: int | None) -> None:
 @click.pass_obj
 def worker(settings: Settings, stage: str, stop_after_idle: float | None) -> None:
     """Run one pipeline stage as a member of its consumer group."""
-    from monitor.app import BUILDERS  # noqa: PLC0415
-    from monitor.kafka.client import ensure_topics  # noqa: PLC0415
+    from monitor.app import BUILDERS
+    from monitor.kafka.client import ensure_topics
 
     ensure_topics(settings)
     runner = BUILDERS[stage](settings, stop_after_idle=stop_after_idle)
@@ -116,7 +122,7 @@ def worker(settings: Settings, stage: str, stop_after_idle: float | None) -> Non
 @click.pass_obj
 def status(settings: Settings, as_json: bool) -> None:
     """Items published, scored, stored, dead-lettered, and each consumer group's lag."""
-    from monitor.status import collect_status  # noqa: PLC0415
+    from monitor.status import collect_status
 
     result = collect_status(settings)
     if as_json:
@@ -135,17 +141,28 @@ def status(settings: Settings, as_json: bool) -> None:
 @click.option("--speed", default="max", show_default=True, help="'max', or N for N x real time.")
 @click.option("--dashboard/--no-dashboard", default=True, help="Serve the Streamlit dashboard.")
 @click.option("--dashboard-port", type=int, default=8501, show_default=True)
-@click.option("--stop-after-idle", type=float, default=None,
-              help="Stop everything once all stages were idle S seconds; print the status JSON last.")
+@click.option(
+    "--stop-after-idle",
+    type=float,
+    default=None,
+    help="Stop everything once all stages were idle S seconds; print the status JSON last.",
+)
 @click.pass_obj
-def up(settings: Settings, feed: str, speed: str, dashboard: bool, dashboard_port: int,
-       stop_after_idle: float | None) -> None:
+def up(
+    settings: Settings, feed: str, speed: str, dashboard: bool, dashboard_port: int, stop_after_idle: float | None
+) -> None:
     """Start the embedded broker, every stage, the dashboard, and replay a feed into it."""
-    from monitor.stack import UpOptions, run_up, status_line  # noqa: PLC0415
-    from pipelines.replay import parse_speed  # noqa: PLC0415
+    from monitor.stack import UpOptions, run_up, status_line
+    from pipelines.replay import parse_speed
 
-    options = UpOptions(feed=None if feed == "none" else feed, speed=parse_speed(speed), dashboard=dashboard,
-                        dashboard_port=dashboard_port, stop_after_idle=stop_after_idle, broker_port=None)
+    options = UpOptions(
+        feed=None if feed == "none" else feed,
+        speed=parse_speed(speed),
+        dashboard=dashboard,
+        dashboard_port=dashboard_port,
+        stop_after_idle=stop_after_idle,
+        broker_port=None,
+    )
     final = run_up(settings, options)
     click.echo(status_line(final))
 

@@ -43,7 +43,7 @@ class KafkaSettings(BaseModel):
     """Kafka client behaviour; defaults are tuned for a live stream (see README, 'Kafka notes')."""
 
     model_config = _FROZEN
-    topics: TopicNames = TopicNames()
+    topics: TopicNames = Field(default_factory=TopicNames)
     partitions: int = Field(4, ge=1, description="Partitions per topic when finmon creates it.")
     replication_factor: int = Field(1, ge=1)
     group_prefix: str = Field("finmon", description="Consumer groups are named <prefix>-<stage>.")
@@ -79,17 +79,15 @@ class ClassifySettings(BaseModel):
 class Settings(BaseSettings):
     """The whole finmon configuration."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="FINMON_", env_nested_delimiter="__", frozen=True, extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="FINMON_", env_nested_delimiter="__", frozen=True, extra="forbid")
     bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
     store_url: str = Field("sqlite:///.finmon/finmon.db", description="SQLAlchemy URL of the store.")
     data_dir: Path = Field(Path(".finmon"), description="Where the embedded stack keeps logs and state.")
     log_level: str = "INFO"
     log_json: bool = False
-    kafka: KafkaSettings = KafkaSettings()
-    limits: LimitSettings = LimitSettings()
-    classify: ClassifySettings = ClassifySettings()
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    classify: ClassifySettings = Field(default_factory=ClassifySettings)
 
     @classmethod
     def settings_customise_sources(

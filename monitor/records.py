@@ -177,7 +177,9 @@ def _load_object(payload: bytes) -> dict[str, Any]:
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RecordError("not_utf8", f"payload is not UTF-8 (byte {exc.start}); producers must send UTF-8 JSON") from exc
+        raise RecordError(
+            "not_utf8", f"payload is not UTF-8 (byte {exc.start}); producers must send UTF-8 JSON"
+        ) from exc
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -220,8 +222,11 @@ def raw_from_wire(data: dict[str, Any], now: datetime, limits: LimitSettings) ->
         raise RecordError(reason, "the item has no text: give it a non-empty title or body")
     size = len(title.encode("utf-8")) + len(body.encode("utf-8"))
     if size > limits.max_text_bytes:
-        raise RecordError("text_too_large", f"text is {size} bytes, over the limit of {limits.max_text_bytes} "
-                          "(raise FINMON_LIMITS__MAX_TEXT_BYTES to accept it)")
+        raise RecordError(
+            "text_too_large",
+            f"text is {size} bytes, over the limit of {limits.max_text_bytes} "
+            "(raise FINMON_LIMITS__MAX_TEXT_BYTES to accept it)",
+        )
     published = parse_time(data.get("published_at"), "published_at")
     _check_time(published, now, limits)
     fetched = data.get("fetched_at")
@@ -250,17 +255,26 @@ def decode_scored(payload: bytes) -> ScoredItem:
     data = _load_object(payload)
     try:
         item = RawItem(
-            id=str(data["id"]), title=data.get("title") or "", body=data.get("body") or "",
+            id=str(data["id"]),
+            title=data.get("title") or "",
+            body=data.get("body") or "",
             published_at=parse_time(data["published_at"], "published_at"),
-            source=data.get("source") or "", url=data.get("url") or "",
-            tickers=normalize_tickers(data.get("tickers")), lang=data.get("lang"),
+            source=data.get("source") or "",
+            url=data.get("url") or "",
+            tickers=normalize_tickers(data.get("tickers")),
+            lang=data.get("lang"),
             fetched_at=parse_time(data["fetched_at"], "fetched_at") if data.get("fetched_at") else None,
         )
         return ScoredItem(
-            item=item, topic=str(data["topic"]), topic_probs=dict(data["topic_probs"]),
-            sentiment=str(data["sentiment"]), sentiment_probs=dict(data["sentiment_probs"]),
-            model_version=str(data["model_version"]), scored_at=parse_time(data["scored_at"], "scored_at"),
-            src_partition=int(data.get("src_partition", -1)), src_offset=int(data.get("src_offset", -1)),
+            item=item,
+            topic=str(data["topic"]),
+            topic_probs=dict(data["topic_probs"]),
+            sentiment=str(data["sentiment"]),
+            sentiment_probs=dict(data["sentiment_probs"]),
+            model_version=str(data["model_version"]),
+            scored_at=parse_time(data["scored_at"], "scored_at"),
+            src_partition=int(data.get("src_partition", -1)),
+            src_offset=int(data.get("src_offset", -1)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RecordError("invalid_field", f"scored record is incomplete: {exc!r}") from exc
@@ -272,9 +286,14 @@ def decode_deadletter(payload: bytes) -> DeadLetter:
     try:
         key = data.get("key_b64")
         return DeadLetter(
-            payload=base64.b64decode(data["payload_b64"]), key=base64.b64decode(key) if key else None,
-            topic=str(data["topic"]), partition=int(data["partition"]), offset=int(data["offset"]),
-            stage=str(data["stage"]), reason=str(data["reason"]), detail=str(data.get("detail", "")),
+            payload=base64.b64decode(data["payload_b64"]),
+            key=base64.b64decode(key) if key else None,
+            topic=str(data["topic"]),
+            partition=int(data["partition"]),
+            offset=int(data["offset"]),
+            stage=str(data["stage"]),
+            reason=str(data["reason"]),
+            detail=str(data.get("detail", "")),
             at=parse_time(data["at"], "at"),
         )
     except (KeyError, TypeError, ValueError) as exc:

@@ -79,15 +79,27 @@ class Stack:
             log.info("dashboard: http://127.0.0.1:%d", self.options.dashboard_port)
 
     def _dashboard_cmd(self) -> list[str]:
-        return [sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP), "--server.address", "127.0.0.1",
-                "--server.port", str(self.options.dashboard_port), "--server.headless", "true",
-                "--browser.gatherUsageStats", "false"]
+        return [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(DASHBOARD_APP),
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(self.options.dashboard_port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ]
 
     def feed(self) -> None:
         if self.options.feed is None:
             return
-        from pipelines.replay import publish, resolve_feed  # noqa: PLC0415
-        from monitor.sources.files import FileSource  # noqa: PLC0415
+        from monitor.sources.files import FileSource
+        from pipelines.replay import publish, resolve_feed
 
         source = FileSource(resolve_feed(self.options.feed))
         result = publish(self.settings, source.records(), self.options.speed, unparsed=source.unparsed)

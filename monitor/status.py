@@ -42,8 +42,7 @@ def _lags(settings: Settings, marks: dict[TopicPartition, int]) -> dict[str, int
         group = group_name(settings, stage)
         consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=group, enable_auto_commit=False)
         try:
-            lags[group] = sum(mark - (consumer.committed(tp) or 0) for tp, mark in marks.items()
-                              if tp.topic in topics)
+            lags[group] = sum(mark - (consumer.committed(tp) or 0) for tp, mark in marks.items() if tp.topic in topics)
         finally:
             consumer.close(autocommit=False)
     return lags
@@ -55,17 +54,23 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     try:
         counts = kafka_counts(settings)
         topics = settings.kafka.topics
-        out.update(published=counts["per_topic"][topics.raw], scored=counts["per_topic"][topics.scored],
-                   lag=counts["lag"], topics=counts["per_topic"], broker="ok")
+        out.update(
+            published=counts["per_topic"][topics.raw],
+            scored=counts["per_topic"][topics.scored],
+            lag=counts["lag"],
+            topics=counts["per_topic"],
+            broker="ok",
+        )
     except BrokerError as exc:
         out["broker"] = f"unreachable: {exc}"
     try:
         store = Store(settings.store_url)
         store.create_schema()
         reasons = store.count_dead_letters()
-        out.update(stored=store.count_scored(), dead_lettered=sum(reasons.values()),
-                   dead_letters_by_reason=reasons, store="ok")
+        out.update(
+            stored=store.count_scored(), dead_lettered=sum(reasons.values()), dead_letters_by_reason=reasons, store="ok"
+        )
         store.dispose()
-    except (StoreError, Exception) as exc:  # noqa: BLE001  (status reports, it doesn't crash)
+    except (StoreError, Exception) as exc:
         out["store"] = f"error: {exc}"
     return out

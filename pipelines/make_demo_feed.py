@@ -13,9 +13,14 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / "monitor" / "data" / "demo_feed.jsonl"
 COMPANIES = {
-    "HALC": "Halcyon Motors", "NWND": "Northwind Energy", "BRSK": "Brightstack Software",
-    "QMED": "Quorum Medical", "AURB": "Aurelia Bank", "TRLX": "Trellix Logistics",
-    "VSPR": "Vesper Foods", "OCTV": "Octave Semiconductors",
+    "HALC": "Halcyon Motors",
+    "NWND": "Northwind Energy",
+    "BRSK": "Brightstack Software",
+    "QMED": "Quorum Medical",
+    "AURB": "Aurelia Bank",
+    "TRLX": "Trellix Logistics",
+    "VSPR": "Vesper Foods",
+    "OCTV": "Octave Semiconductors",
 }
 SOURCES = ("Demo Wire", "Market Desk", "Street Journal (demo)", "Finance Daily (demo)")
 NEUTRAL = [
@@ -69,18 +74,25 @@ MACRO = [
 
 
 def _headline(rng: random.Random, templates: list[str], symbol: str) -> str:
-    text = rng.choice(templates).format(name=COMPANIES[symbol], pct=rng.randint(2, 18), bn=rng.randint(1, 9),
-                                        k=rng.randint(40, 400))
+    text = rng.choice(templates).format(
+        name=COMPANIES[symbol], pct=rng.randint(2, 18), bn=rng.randint(1, 9), k=rng.randint(40, 400)
+    )
     return f"{text} ${symbol}" if rng.random() < 0.5 else text
 
 
 def _item(rng: random.Random, when: datetime, title: str, tickers: list[str], n: int) -> dict[str, object]:
-    return {"id": f"demo-{n:04d}", "published_at": when.isoformat().replace("+00:00", "Z"), "title": title,
-            "source": rng.choice(SOURCES), "url": f"https://example.com/news/demo-{n:04d}", "tickers": tickers}
+    return {
+        "id": f"demo-{n:04d}",
+        "published_at": when.isoformat().replace("+00:00", "Z"),
+        "title": title,
+        "source": rng.choice(SOURCES),
+        "url": f"https://example.com/news/demo-{n:04d}",
+        "tickers": tickers,
+    }
 
 
 def build(seed: int = 7, n_background: int = 320) -> list[dict[str, object]]:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311  (reproducible demo data, not security)
     start = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
     items = []
     for n in range(n_background):
@@ -103,7 +115,7 @@ def main() -> None:
     with OUT.open("w", encoding="utf-8") as fh:
         for item in build():
             fh.write(json.dumps(item) + "\n")
-    print(f"wrote {OUT}")  # noqa: T201
+    print(f"wrote {OUT}")
 
 
 if __name__ == "__main__":

@@ -70,8 +70,13 @@ class Pacer:
             self.sleep(delay)
 
 
-def publish(settings: Settings, records: list[dict[str, Any]], speed: float | None = None,
-            progress: bool = True, unparsed: list[bytes] | None = None) -> ReplayResult:
+def publish(
+    settings: Settings,
+    records: list[dict[str, Any]],
+    speed: float | None = None,
+    progress: bool = True,
+    unparsed: list[bytes] | None = None,
+) -> ReplayResult:
     """Publish wire records to news.raw (keyed by id), then lines that were not JSON objects as they are
     (the classify stage dead-letters them with the reason); raise if any send failed."""
     ensure_topics(settings)
@@ -90,16 +95,22 @@ def publish(settings: Settings, records: list[dict[str, Any]], speed: float | No
     finally:
         producer.close(timeout=30)
     if failures:
-        raise BrokerError(f"{len(failures)} of {len(records)} items could not be published "
-                          f"(first error: {failures[0]!r}); re-run the replay: ids are stable")
+        raise BrokerError(
+            f"{len(failures)} of {len(records)} items could not be published "
+            f"(first error: {failures[0]!r}); re-run the replay: ids are stable"
+        )
     return ReplayResult(len(records) + len(unparsed or ()), len(failures), time.monotonic() - start)
 
 
 def column_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The column-mapping flags shared by replay and backtest."""
     for name in ("id", "ticker", "time", "text"):
-        func = click.option(f"--{name}-col", default=None, help=f"Column holding the item {name} "
-                            "(default: the usual names, e.g. title/text, published_at/created_at).")(func)
+        func = click.option(
+            f"--{name}-col",
+            default=None,
+            help=f"Column holding the item {name} "
+            "(default: the usual names, e.g. title/text, published_at/created_at).",
+        )(func)
     return func
 
 
@@ -109,8 +120,16 @@ def column_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--speed", default="max", show_default=True, help="'max', or N for N x real time.")
 @click.option("--limit", type=int, default=None, help="Publish only the first N items (in event-time order).")
 @click.pass_obj
-def command(settings: Settings, feed: str, text_col: str | None, time_col: str | None, ticker_col: str | None,
-            id_col: str | None, speed: str, limit: int | None) -> None:
+def command(
+    settings: Settings,
+    feed: str,
+    text_col: str | None,
+    time_col: str | None,
+    ticker_col: str | None,
+    id_col: str | None,
+    speed: str,
+    limit: int | None,
+) -> None:
     """Publish FEED (CSV, JSONL, Parquet, a directory of them, or 'demo') to news.raw."""
     try:
         source = FileSource(resolve_feed(feed), ColumnMap(text_col, time_col, ticker_col, id_col))

@@ -36,9 +36,11 @@ def _pg_database() -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is required for store tests ({exc}); start it "
-                    "(make services) or set FINMON_TEST_PG")
+    except Exception as exc:
+        pytest.fail(
+            f"PostgreSQL at {PG_ADMIN_URL} is required for store tests ({exc}); start it "
+            "(make services) or set FINMON_TEST_PG"
+        )
     try:
         yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
@@ -72,10 +74,15 @@ def make_settings(bootstrap: str, store_url: str, partitions: int = 4, **extra: 
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment that makes a `finmon` child process use exactly these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FINMON_")}
-    env.update(FINMON_BOOTSTRAP=settings.bootstrap, FINMON_STORE_URL=settings.store_url,
-               FINMON_KAFKA__GROUP_PREFIX=settings.kafka.group_prefix,
-               FINMON_KAFKA__PARTITIONS=str(settings.kafka.partitions), PYTHONUNBUFFERED="1",
-               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.update(
+        FINMON_BOOTSTRAP=settings.bootstrap,
+        FINMON_STORE_URL=settings.store_url,
+        FINMON_KAFKA__GROUP_PREFIX=settings.kafka.group_prefix,
+        FINMON_KAFKA__PARTITIONS=str(settings.kafka.partitions),
+        PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
     for name, value in settings.kafka.topics.model_dump().items():
         env[f"FINMON_KAFKA__TOPICS__{name.upper()}"] = value
     return env

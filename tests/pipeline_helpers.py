@@ -36,21 +36,37 @@ class Feed:
 
 def good_item(i: int, base: datetime) -> dict[str, object]:
     company = COMPANIES[i % len(COMPANIES)]
-    return {"id": f"item-{i}", "published_at": (base + timedelta(seconds=30 * i)).isoformat(),
-            "title": HEADLINES[i % len(HEADLINES)].format(c=company), "source": "test",
-            "tickers": [f"T{i % 7}"]}
+    return {
+        "id": f"item-{i}",
+        "published_at": (base + timedelta(seconds=30 * i)).isoformat(),
+        "title": HEADLINES[i % len(HEADLINES)].format(c=company),
+        "source": "test",
+        "tickers": [f"T{i % 7}"],
+    }
 
 
 BAD_MAKERS: list[tuple[str, Callable[[int, datetime], bytes]]] = [
     ("malformed_json", lambda i, b: b'{"id": "broken-%d", "title": ' % i),
     ("missing_field", lambda i, b: json.dumps({"id": f"notext-{i}", "published_at": b.isoformat()}).encode()),
     ("not_utf8", lambda i, b: b'{"id": "bin-%d", "title": "\xff\xfe caf\xe9"}' % i),
-    ("text_too_large", lambda i, b: json.dumps({"id": f"huge-{i}", "published_at": b.isoformat(),
-                                                "title": "x" * (1024 * 1024)}).encode()),
-    ("timestamp_out_of_range", lambda i, b: json.dumps({"id": f"old-{i}", "title": "Old news",
-                                                        "published_at": "1900-01-01T00:00:00Z"}).encode()),
-    ("timestamp_out_of_range", lambda i, b: json.dumps({"id": f"future-{i}", "title": "Future news",
-                                                        "published_at": "2300-01-01T00:00:00Z"}).encode()),
+    (
+        "text_too_large",
+        lambda i, b: json.dumps(
+            {"id": f"huge-{i}", "published_at": b.isoformat(), "title": "x" * (1024 * 1024)}
+        ).encode(),
+    ),
+    (
+        "timestamp_out_of_range",
+        lambda i, b: json.dumps(
+            {"id": f"old-{i}", "title": "Old news", "published_at": "1900-01-01T00:00:00Z"}
+        ).encode(),
+    ),
+    (
+        "timestamp_out_of_range",
+        lambda i, b: json.dumps(
+            {"id": f"future-{i}", "title": "Future news", "published_at": "2300-01-01T00:00:00Z"}
+        ).encode(),
+    ),
 ]
 
 
@@ -71,8 +87,9 @@ def make_feed(n: int, bad_every: int = 20, start_index: int = 0) -> Feed:
 
 def publish_feed(settings: Settings, feed: Feed) -> None:
     ensure_topics(settings)
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True,
-                             max_request_size=8 * 1024 * 1024)
+    producer = KafkaProducer(
+        bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True, max_request_size=8 * 1024 * 1024
+    )
     for key, value in feed.messages:
         producer.send(settings.kafka.topics.raw, key=key, value=value)
     producer.flush()
@@ -81,8 +98,9 @@ def publish_feed(settings: Settings, feed: Feed) -> None:
 
 def start_worker(settings: Settings, stage: str, *extra: str) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "monitor.cli", "worker", stage, *extra]
-    return subprocess.Popen(cmd, cwd=REPO, env=settings_env(settings), stdout=subprocess.PIPE,  # noqa: S603
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=settings_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 180) -> tuple[str, str]:
@@ -101,8 +119,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 120, every: float =
 
 
 def topic_messages(settings: Settings, topic: str) -> list[bytes]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
-                             max_partition_fetch_bytes=16 * 1024 * 1024)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=16 * 1024 * 1024
+    )
     tps = partitions_of(consumer, topic)
     marks = highwaters(consumer, tps)
     consumer.assign(tps)
@@ -130,5 +149,3 @@ def committed(settings: Settings, group: str, topic: str) -> dict[int, int | Non
         return {tp.partition: consumer.committed(tp) for tp in partitions_of(consumer, topic)}
     finally:
         consumer.close()
-
-

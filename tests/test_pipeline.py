@@ -7,14 +7,17 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from monitor.config import Settings
 from monitor.kafka.broker import EmbeddedBroker, free_port
-from monitor.records import decode_deadletter
+from monitor.kafka.client import make_producer
+from monitor.records import RawItem, ScoredItem, decode_deadletter, encode
 from monitor.status import collect_status
 from monitor.store import Store
 from tests.conftest import REPO, make_settings, settings_env
@@ -116,12 +119,56 @@ def test_finmon_up_runs_the_stack_and_prints_status_last(tmp_path: Path) -> None
     feed = make_feed(60, bad_every=15)
     feed_path.write_bytes(b"\n".join(v for _, v in feed.messages))  # broken lines included
     env = settings_env(make_settings(f"127.0.0.1:{free_port()}", f"sqlite:///{tmp_path / 'up.db'}"))
-    cmd = [sys.executable, "-m", "monitor.cli", "up", "--feed", str(feed_path), "--no-dashboard",
-           "--stop-after-idle", "4"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)  # noqa: S603
+    cmd = [
+        sys.executable,
+        "-m",
+        "monitor.cli",
+        "up",
+        "--feed",
+        str(feed_path),
+        "--no-dashboard",
+        "--stop-after-idle",
+        "4",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     status = json.loads(proc.stdout.strip().splitlines()[-1])
     assert status["published"] > 0
     assert status["published"] == status["stored"] + status["dead_lettered"]
     assert all(isinstance(status[k], int) for k in ("published", "scored", "stored", "dead_lettered"))
     assert set(status["lag"].values()) == {0}
+
+
+def test_worker_waits_for_an_unreachable_broker_then_works(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    settings = make_settings(f"127.0.0.1:{port}", url, partitions=1)
+    sink = start_worker(settings, "sink", "--stop-after-idle", "4")  # no broker yet
+    time.sleep(4)
+    assert sink.poll() is None  # still retrying, not crashed
+    with EmbeddedBroker(port):
+        producer = make_producer(settings)
+        items = [scored_item(f"late-{i}") for i in range(20)]
+        for item in items:
+            producer.send(settings.kafka.topics.scored, key=item.item.id.encode(), value=encode(item))
+        producer.flush()
+        producer.close()
+        _, err = finish(sink)
+    assert "unreachable" in err
+    assert sorted(Store(url).scored_ids()) == sorted(item.item.id for item in items)
+
+
+def scored_item(item_id: str) -> ScoredItem:
+    now = datetime(2025, 1, 6, 15, tzinfo=UTC)
+    raw = RawItem(id=item_id, title=f"Acme update {item_id}", published_at=now, tickers=("ACME",))
+    return ScoredItem(
+        item=raw,
+        topic="Earnings",
+        topic_probs={"Earnings": 1.0},
+        sentiment="neutral",
+        sentiment_probs={"negative": 0.1, "neutral": 0.8, "positive": 0.1},
+        model_version="test",
+        scored_at=now,
+        src_partition=0,
+        src_offset=int(item_id.rsplit("-", 1)[1]),
+    )

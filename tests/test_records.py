@@ -59,8 +59,7 @@ def test_bad_input_is_rejected_with_reason(payload: bytes | None, reason: str) -
 
 
 def test_good_input_is_normalised() -> None:
-    item = decode_raw(_raw(tickers="$aapl, msft", published_at="2025-06-01T12:00:00+02:00", body="more"),
-                      NOW, LIMITS)
+    item = decode_raw(_raw(tickers="$aapl, msft", published_at="2025-06-01T12:00:00+02:00", body="more"), NOW, LIMITS)
     assert item.tickers == ("AAPL", "MSFT")
     assert item.published_at == datetime(2025, 6, 1, 10, tzinfo=UTC)
     assert item.text == "Acme beats estimates\nmore"
@@ -75,14 +74,31 @@ def test_epoch_and_naive_times_are_utc() -> None:
 def test_records_round_trip() -> None:
     raw = RawItem(id="a", title="t $X", published_at=NOW, tickers=("X",), fetched_at=NOW)
     assert decode_raw(encode(raw), NOW, LIMITS) == raw
-    scored = ScoredItem(item=raw, topic="Earnings", topic_probs={"Earnings": 1.0}, sentiment="negative",
-                        sentiment_probs={"negative": 0.7, "neutral": 0.2, "positive": 0.1}, model_version="m",
-                        scored_at=NOW, src_partition=2, src_offset=9)
+    scored = ScoredItem(
+        item=raw,
+        topic="Earnings",
+        topic_probs={"Earnings": 1.0},
+        sentiment="negative",
+        sentiment_probs={"negative": 0.7, "neutral": 0.2, "positive": 0.1},
+        model_version="m",
+        scored_at=NOW,
+        src_partition=2,
+        src_offset=9,
+    )
     back = decode_scored(encode(scored))
     assert back == scored
     assert back.sentiment_score == pytest.approx(-0.6)
-    letter = DeadLetter(payload=b"\xff", topic="news.raw", partition=1, offset=5, stage="classify",
-                        reason="not_utf8", detail="d", at=NOW, key=b"k")
+    letter = DeadLetter(
+        payload=b"\xff",
+        topic="news.raw",
+        partition=1,
+        offset=5,
+        stage="classify",
+        reason="not_utf8",
+        detail="d",
+        at=NOW,
+        key=b"k",
+    )
     assert decode_deadletter(encode(letter)) == letter
 
 

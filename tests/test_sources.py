@@ -15,9 +15,17 @@ from pipelines.replay import DEMO_FEED, Pacer, parse_speed
 
 def test_jsonl_interface_needs_no_flags(tmp_path: Path) -> None:
     path = tmp_path / "feed.jsonl"
-    rows = [{"id": "2", "published_at": "2024-01-02T00:00:00Z", "title": "later", "tickers": ["b"]},
-            {"id": "1", "published_at": "2024-01-01T00:00:00Z", "title": "first", "body": "text",
-             "source": "wire", "url": "http://x"}]
+    rows = [
+        {"id": "2", "published_at": "2024-01-02T00:00:00Z", "title": "later", "tickers": ["b"]},
+        {
+            "id": "1",
+            "published_at": "2024-01-01T00:00:00Z",
+            "title": "first",
+            "body": "text",
+            "source": "wire",
+            "url": "http://x",
+        },
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows))
     out = FileSource(path).records()
     assert [r["id"] for r in out] == ["1", "2"]
@@ -26,12 +34,14 @@ def test_jsonl_interface_needs_no_flags(tmp_path: Path) -> None:
 
 def test_csv_mapping_merge_and_dates(tmp_path: Path) -> None:
     path = tmp_path / "tweets.csv"
-    pd.DataFrame({
-        "created": ["2015-01-05", "2015-01-02T15:00:00Z", "2015-01-02T15:00:00Z", "not a time"],
-        "tweet": ["daily close", "both", "both", "bad"],
-        "sym": ["AAPL", "AAPL", "MSFT", "X"],
-        "tid": ["10", "11", "11", "12"],
-    }).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "created": ["2015-01-05", "2015-01-02T15:00:00Z", "2015-01-02T15:00:00Z", "not a time"],
+            "tweet": ["daily close", "both", "both", "bad"],
+            "sym": ["AAPL", "AAPL", "MSFT", "X"],
+            "tid": ["10", "11", "11", "12"],
+        }
+    ).to_csv(path, index=False)
     out = FileSource(path, ColumnMap(text="tweet", time="created", ticker="sym", id="tid")).records()
     assert [r["id"] for r in out] == ["11", "10", "12"]  # time order, unparseable last
     assert out[0]["tickers"] == ["AAPL", "MSFT"]  # one item about two tickers

@@ -13,9 +13,17 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 def _scored(item_id: str, partition: int = 0, offset: int = 0) -> ScoredItem:
     raw = RawItem(id=item_id, title=f"headline {item_id}", published_at=NOW - timedelta(hours=1), tickers=("ACME",))
-    return ScoredItem(item=raw, topic="Earnings", topic_probs={"Earnings": 0.9, "Macro": 0.1},
-                      sentiment="positive", sentiment_probs={"negative": 0.1, "neutral": 0.2, "positive": 0.7},
-                      model_version="test", scored_at=NOW, src_partition=partition, src_offset=offset)
+    return ScoredItem(
+        item=raw,
+        topic="Earnings",
+        topic_probs={"Earnings": 0.9, "Macro": 0.1},
+        sentiment="positive",
+        sentiment_probs={"negative": 0.1, "neutral": 0.2, "positive": 0.7},
+        model_version="test",
+        scored_at=NOW,
+        src_partition=partition,
+        src_offset=offset,
+    )
 
 
 def test_upsert_is_idempotent_and_catches_duplicate_ids(store_url: str) -> None:
@@ -48,8 +56,17 @@ def test_times_come_back_utc(store_url: str) -> None:
 def test_dead_letters_are_stored_once(store_url: str) -> None:
     store = Store(store_url)
     store.create_schema()
-    letter = DeadLetter(payload=b"\xff\x00", topic="news.raw", partition=2, offset=10, stage="classify",
-                        reason="not_utf8", detail="bad bytes", at=NOW, key=None)
+    letter = DeadLetter(
+        payload=b"\xff\x00",
+        topic="news.raw",
+        partition=2,
+        offset=10,
+        stage="classify",
+        reason="not_utf8",
+        detail="bad bytes",
+        at=NOW,
+        key=None,
+    )
     other = replace(letter, offset=11, reason="malformed_json")
     assert store.add_dead_letters([letter, other], NOW) == 2
     assert store.add_dead_letters([letter], NOW) == 0

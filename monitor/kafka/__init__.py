@@ -5,6 +5,16 @@ from monitor.kafka.client import ensure_topics, group_name, highwaters, make_con
 from monitor.kafka.stage import OutMessage, Processor, StageRunner, dead_letter_message
 
 __all__ = [
-    "EmbeddedBroker", "OutMessage", "Processor", "StageRunner", "dead_letter_message", "ensure_topics",
-    "find_tansu", "free_port", "group_name", "highwaters", "make_consumer", "make_producer",
+    "EmbeddedBroker",
+    "OutMessage",
+    "Processor",
+    "StageRunner",
+    "dead_letter_message",
+    "ensure_topics",
+    "find_tansu",
+    "free_port",
+    "group_name",
+    "highwaters",
+    "make_consumer",
+    "make_producer",
 ]

