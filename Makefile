@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint format clean bench services
+.PHONY: install run test lint format clean bench services browser
 
 install: $(STAMP)
 
@@ -22,8 +22,14 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/finmon up --feed demo --speed 3600
 
-test: install services
+test: install services browser
 	$(BIN)/pytest -q -ra
+
+# Debian's chromium for the dashboard's real-browser test (Playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 # PostgreSQL is started before sessions on this kind of machine; start it if a clean CI box has it stopped.
 services:

@@ -22,6 +22,9 @@ LAZY = {
     "replay": "pipelines.replay:command",
     "train": "pipelines.train:command",
     "evaluate": "pipelines.evaluate:command",
+    "dashboard": "dashboards.serve:command",
+    "ingest": "pipelines.ingest:command",
+    "backtest": "pipelines.backtest:command",
 }
 LAZY_BENCH = {"classifier": "pipelines.bench_classifier:command", "pipeline": "pipelines.bench_pipeline:command"}
 

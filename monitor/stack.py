@@ -26,7 +26,6 @@ from monitor.status import collect_status
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
-DASHBOARD_APP = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
 
 
 @dataclass(frozen=True)
@@ -74,26 +73,14 @@ class Stack:
         Store(self.settings.store_url).create_schema()
         for stage in STAGES:
             self.children[stage] = subprocess.Popen(worker_command(stage), env=self.env())  # noqa: S603
-        if self.options.dashboard and DASHBOARD_APP.exists():
+        if self.options.dashboard:
             self.children["dashboard"] = subprocess.Popen(self._dashboard_cmd(), env=self.env())  # noqa: S603
             log.info("dashboard: http://127.0.0.1:%d", self.options.dashboard_port)
 
     def _dashboard_cmd(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(DASHBOARD_APP),
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(self.options.dashboard_port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ]
+        from dashboards.serve import streamlit_command
+
+        return streamlit_command(self.options.dashboard_port)
 
     def feed(self) -> None:
         if self.options.feed is None:

@@ -33,7 +33,7 @@ def bench_records(feed: str, n: int) -> list[dict[str, Any]]:
 
 
 def classifier_rate(settings: Settings, texts: list[str]) -> float:
-    from monitor.classify.engine import load_classifier  # noqa: PLC0415
+    from monitor.classify.engine import load_classifier
 
     cfg = settings.classify
     classifier = load_classifier(cfg.model, device=cfg.device, quantize=cfg.quantize,

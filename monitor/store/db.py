@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError, SQLA
 
 from monitor.errors import StoreError
 from monitor.records import DeadLetter, ScoredItem
+from monitor.store import prices as _prices  # noqa: F401  (registers the prices table)
 from monitor.store.schema import dead_letters, metadata, scored_items
 
 log = logging.getLogger(__name__)
