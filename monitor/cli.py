@@ -25,6 +25,7 @@ LAZY = {
     "dashboard": "dashboards.serve:command",
     "ingest": "pipelines.ingest:command",
     "backtest": "pipelines.backtest:command",
+    "topics": "monitor.kafka.commands:command",
 }
 LAZY_BENCH = {"classifier": "pipelines.bench_classifier:command", "pipeline": "pipelines.bench_pipeline:command"}
 

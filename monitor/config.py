@@ -46,6 +46,7 @@ class KafkaSettings(BaseModel):
     topics: TopicNames = Field(default_factory=TopicNames)
     partitions: int = Field(4, ge=1, description="Partitions per topic when finmon creates it.")
     replication_factor: int = Field(1, ge=1)
+    retention_ms: int | None = Field(None, description="retention.ms of created topics; None = broker default.")
     group_prefix: str = Field("finmon", description="Consumer groups are named <prefix>-<stage>.")
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
@@ -76,6 +77,42 @@ class ClassifySettings(BaseModel):
     max_batch_tokens: int = Field(8192, ge=64, description="Token budget of one forward pass.")
 
 
+class WindowSettings(BaseModel):
+    """The aggregate stage: event-time windows per key (see monitor/windows/__init__.py for the semantics)."""
+
+    model_config = _FROZEN
+    sizes: tuple[str, ...] = Field(
+        ("5min", "1h", "1D"),
+        description="Window specs: a pandas size ('5min', '1h', '1D') for tumbling windows, or 'SIZE/HOP' "
+        "(e.g. '1h/15min') for hopping ones; the size must be a whole multiple of the hop.",
+    )
+    grace: timedelta = Field(timedelta(minutes=10), description="Watermark = max event time seen - grace.")
+    baseline_windows: int = Field(24, ge=2, description="Preceding windows a z-score is measured against.")
+    min_baseline_windows: int = Field(6, ge=2, description="Non-empty baseline windows needed for a z-score.")
+    volume_std_floor: float = Field(1.0, gt=0, description="Smallest std used for volume z-scores (counts).")
+    sentiment_std_floor: float = Field(0.05, gt=0, description="Smallest std used for sentiment z-scores.")
+    companies: dict[str, str] = Field(default_factory=dict, description="Extra company name -> ticker entries.")
+    companies_file: Path | None = Field(None, description="YAML mapping of company name -> ticker to add.")
+    max_batch: int = Field(1000, ge=1, description="Most records in one aggregate micro-batch.")
+
+
+class AlertSettings(BaseModel):
+    """The alerting stage: rules, evaluation schedule, notification retries and the daily digest."""
+
+    model_config = _FROZEN
+    rules_file: Path | None = Field(None, description="Rules YAML; None = the shipped monitor/data/rules.yaml.")
+    time_mode: str = Field("wall", pattern="^(wall|stream)$",
+                           description="'wall': wall-clock time; 'stream': the stream's event time (replays).")
+    evaluate_every_s: float = Field(15.0, gt=0, description="Periodic evaluation interval (APScheduler).")
+    dispatch_every_s: float = Field(2.0, gt=0, description="How often pending notifications are (re)tried.")
+    retry_max_attempts: int = Field(6, ge=1, description="Attempts per notification before it is marked failed.")
+    retry_base_s: float = Field(2.0, gt=0, description="First retry delay; doubles each attempt.")
+    retry_max_s: float = Field(300.0, gt=0, description="Longest delay between two attempts.")
+    http_timeout_s: float = Field(10.0, gt=0)
+    digest_time: str = Field("08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Daily digest, HH:MM UTC.")
+    digest_channels: tuple[str, ...] = Field(("log",), description="Channels the daily digest goes to.")
+
+
 class Settings(BaseSettings):
     """The whole finmon configuration."""
 
@@ -85,9 +122,13 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".finmon"), description="Where the embedded stack keeps logs and state.")
     log_level: str = "INFO"
     log_json: bool = False
+    metrics_port: int | None = Field(None, description="Serve Prometheus /metrics on this port (workers).")
+    metrics_host: str = Field("127.0.0.1", description="Address the metrics endpoint binds to.")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     classify: ClassifySettings = Field(default_factory=ClassifySettings)
+    windows: WindowSettings = Field(default_factory=WindowSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -115,10 +115,16 @@ def ensure_topics(settings: Settings) -> list[str]:
         for name in missing:
             # One at a time: another worker may win the race for any of them, which is fine.
             with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(name, settings.kafka.partitions, settings.kafka.replication_factor)])
+                admin.create_topics([NewTopic(name, settings.kafka.partitions, settings.kafka.replication_factor,
+                                              topic_configs=_topic_configs(settings))])
         return missing
     finally:
         admin.close()
+
+
+def _topic_configs(settings: Settings) -> dict[str, str]:
+    retention = settings.kafka.retention_ms
+    return {"retention.ms": str(retention)} if retention is not None else {}
 
 
 def partitions_of(consumer: KafkaConsumer, topic: str, timeout: float = 10.0) -> list[TopicPartition]:

@@ -19,6 +19,7 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from monitor import metrics
 from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.errors import BrokerError
@@ -35,6 +36,7 @@ class OutMessage:
     topic: str
     value: bytes
     key: bytes | None = None
+    reason: str | None = None  # set on dead letters, for the metrics
 
 
 class Processor(Protocol):
@@ -92,7 +94,7 @@ def dead_letter_message(
         detail=detail,
         at=clock.now(),
     )
-    return OutMessage(settings.kafka.topics.deadletter, encode(letter), record.key)
+    return OutMessage(settings.kafka.topics.deadletter, encode(letter), record.key, reason)
 
 
 class StageRunner:
@@ -124,6 +126,7 @@ class StageRunner:
 
     def run(self) -> StageStats:
         self._install_signals()
+        metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
         consumer = make_consumer(self.settings, self.group, self.topics, client_id=self.processor.stage)
         producer = make_producer(self.settings, client_id=self.processor.stage)
         log.info("%s: consuming %s as group %s", self.processor.stage, self.topics, self.group)
@@ -192,17 +195,38 @@ class StageRunner:
         return batch
 
     def _handle(self, batch: list[Any], consumer: Any, producer: Any) -> None:
+        started = time.perf_counter()
         out = self._process(batch)
         if out is None:
             return  # stopped while waiting out a transient failure: nothing committed, redelivered later
         if not self._produce(producer, out):
             return
         self._commit(consumer, batch)
-        dead = self.settings.kafka.topics.deadletter
+        self._count(batch, out, time.perf_counter() - started)
+        self._update_lag(consumer)
+
+    def _count(self, batch: list[Any], out: list[OutMessage], seconds: float) -> None:
+        stage = self.processor.stage
+        dead = [m for m in out if m.topic == self.settings.kafka.topics.deadletter]
         self.stats.records_in += len(batch)
         self.stats.messages_out += len(out)
-        self.stats.dead_letters += sum(1 for m in out if m.topic == dead)
+        self.stats.dead_letters += len(dead)
         self.stats.batches += 1
+        metrics.RECORDS_IN.labels(stage).inc(len(batch))
+        metrics.BATCH_SIZE.labels(stage).observe(len(batch))
+        metrics.BATCH_SECONDS.labels(stage).observe(seconds)
+        for message in out:
+            metrics.MESSAGES_OUT.labels(stage, message.topic).inc()
+        for message in dead:
+            metrics.DEAD_LETTERS.labels(stage, message.reason or "unknown").inc()
+
+    def _update_lag(self, consumer: Any) -> None:
+        """Lag per assigned partition from the fetched high-water mark (Tansu's ListOffsets is too low)."""
+        for tp in consumer.assignment():
+            mark = consumer.highwater(tp)
+            if mark is not None:
+                metrics.LAG.labels(self.processor.stage, tp.topic, str(tp.partition)).set(
+                    max(mark - consumer.position(tp), 0))
 
     def _process(self, batch: list[Any]) -> list[OutMessage] | None:
         delay = 0.5
@@ -210,6 +234,7 @@ class StageRunner:
             try:
                 return self.processor.process(batch)
             except self.transient as exc:
+                metrics.TRANSIENT.labels(self.processor.stage, exc.__class__.__name__).inc()
                 log.warning(
                     "%s: transient failure (%s: %s), retrying the batch in %.1fs",
                     self.processor.stage,
@@ -253,6 +278,7 @@ class StageRunner:
             except (KafkaError, BrokerError) as exc:
                 if self._stop.is_set():
                     return False
+                metrics.TRANSIENT.labels(self.processor.stage, "produce").inc()
                 log.warning("%s: producing failed (%s), retrying in %.1fs", self.processor.stage, exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
@@ -267,4 +293,5 @@ class StageRunner:
             consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # Partitions moved to another member: it re-reads from the last commit; our sinks are idempotent.
+            metrics.COMMIT_FAILURES.labels(self.processor.stage).inc()
             log.warning("%s: commit failed (%s); the batch will be redelivered", self.processor.stage, exc)

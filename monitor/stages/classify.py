@@ -6,10 +6,12 @@ The model is reached only through the `Classifier` protocol, so this module know
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from monitor import metrics
 from monitor.classify.base import Classifier
 from monitor.clock import Clock
 from monitor.config import Settings
@@ -42,7 +44,9 @@ class ClassifyProcessor:
         return out
 
     def _score(self, good: list[tuple[Any, RawItem]]) -> list[OutMessage]:
+        started = time.perf_counter()
         predictions = self.classifier.predict([item.text for _, item in good])
+        metrics.MODEL_SECONDS.labels(self.stage).observe(time.perf_counter() - started)
         scored_at = self.clock.now()
         topic = self.settings.kafka.topics.scored
         out = []
