@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint format clean bench services browser
+.PHONY: install run test lint format clean bench services tools
 
 install: $(STAMP)
 
@@ -22,20 +22,16 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/finmon up --feed demo --speed 3600
 
-test: install services browser
+test: install services tools
 	$(BIN)/pytest -q -ra
 
-# Debian's chromium for the dashboard's real-browser test (Playwright drives it; no browser download).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian chromium for the browser test"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
-
-# PostgreSQL is started before sessions on this kind of machine; start it if a clean CI box has it stopped.
-services:
-	@pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null || \
-	  (command -v pg_ctlcluster >/dev/null && pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start) || \
-	  echo "warning: PostgreSQL is not reachable at 127.0.0.1:5432; PostgreSQL tests will be skipped"
+# Debian packages the tests use: chromium (the dashboard's real-browser test, driven by Playwright; no browser
+# download) and docker-compose (validates docker-compose.yml; no Docker engine needed).
+tools:
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
 lint: install
 	$(BIN)/ruff check monitor pipelines dashboards tests benchmarks
