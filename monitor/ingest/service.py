@@ -1,0 +1,126 @@
+"""Wiring of `finmon ingest`: the Kafka publisher, the store, the fetcher and the poller in one `Ingestor`,
+polled once (`--once`) or on per-feed schedules by APScheduler until a stop is requested (SIGTERM)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+
+from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from kafka.errors import KafkaError
+
+from monitor.clock import Clock, SystemClock
+from monitor.config import Settings
+from monitor.errors import BrokerError
+from monitor.ingest.config import IngestConfig
+from monitor.ingest.extract import require_trafilatura
+from monitor.ingest.http import Fetcher
+from monitor.ingest.poller import FeedPoller, PollResult
+from monitor.kafka.client import ensure_topics, make_producer
+from monitor.records import RawItem, encode
+from monitor.store import Store
+from monitor.store.ingest import IngestState
+
+log = logging.getLogger(__name__)
+
+
+class KafkaPublisher:
+    """Publishes items to news.raw keyed by id and waits for every acknowledgement."""
+
+    def __init__(self, settings: Settings, timeout_s: float = 60.0) -> None:
+        ensure_topics(settings)
+        self.topic, self.timeout_s = settings.kafka.topics.raw, timeout_s
+        self.bootstrap = settings.bootstrap
+        self.producer = make_producer(settings, client_id="finmon-ingest")
+
+    def publish(self, items: Sequence[RawItem]) -> None:
+        futures = [self.producer.send(self.topic, key=item.id.encode("utf-8"), value=encode(item)) for item in items]
+        self.producer.flush(timeout=self.timeout_s)
+        try:
+            for future in futures:
+                future.get(timeout=self.timeout_s)
+        except KafkaError as exc:
+            raise BrokerError(
+                f"{len(items)} items not acknowledged by Kafka at {self.bootstrap} ({exc.__class__.__name__}); "
+                "nothing was marked seen, so they are retried at the next poll"
+            ) from exc
+
+    def close(self) -> None:
+        self.producer.close(timeout=30)
+
+
+class Ingestor:
+    """Everything one `finmon ingest` process holds; close it (or use `with`) to release it all."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: IngestConfig,
+        *,
+        extract: bool = False,
+        clock: Clock | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        if extract or any(feed.extract_text for feed in config.active):
+            require_trafilatura()  # fail at start, not at the first new article
+        self.config, self.stop = config, stop or threading.Event()
+        self.store = Store(settings.store_url)
+        self.store.create_schema()  # creates ingest_seen / ingest_feeds (monitor.store.ingest is imported)
+        self.fetcher = Fetcher(config, stop=self.stop)
+        self.publisher = KafkaPublisher(settings)
+        self.poller = FeedPoller(
+            config, self.fetcher, IngestState(self.store.engine), self.publisher, clock or SystemClock(),
+            settings.limits, extract=extract,
+        )  # fmt: skip
+
+    def run_once(self) -> list[PollResult]:
+        """Poll every enabled feed once."""
+        return self.poller.poll_all(self.config.active)
+
+    def run_forever(self) -> None:
+        """Poll each feed on its own interval until `stop` is set; in-flight polls finish before returning."""
+        scheduler = self._scheduler()
+        scheduler.start()
+        log.info("ingest: polling %d feeds (SIGTERM or Ctrl-C stops)", len(self.config.active))
+        try:
+            while not self.stop.wait(1.0):
+                pass
+        finally:
+            log.info("ingest: stopping, waiting for polls in flight")
+            scheduler.shutdown(wait=True)
+
+    def _scheduler(self) -> BackgroundScheduler:
+        workers = max(1, min(8, len(self.config.active)))
+        scheduler = BackgroundScheduler(executors={"default": SchedulerPool(workers)}, timezone="UTC")
+        for feed in self.config.active:
+            scheduler.add_job(
+                self.poller.poll_if_due, IntervalTrigger(seconds=feed.interval_s), args=[feed], id=feed.name,
+                name=f"poll {feed.name}", max_instances=1, coalesce=True,
+                misfire_grace_time=int(max(feed.interval_s, 1)), next_run_time=_first_run(),
+            )  # fmt: skip
+        return scheduler
+
+    def close(self) -> None:
+        self.stop.set()
+        self.fetcher.close()
+        self.publisher.close()
+        self.store.dispose()
+
+    def __enter__(self) -> Ingestor:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _first_run() -> datetime:
+    """Poll every feed right away at start instead of one interval later."""
+    # APScheduler schedules in wall-clock time; this is scheduling, not item logic, so no injected clock.
+    return datetime.now(UTC) + timedelta(milliseconds=100)
