@@ -36,9 +36,12 @@ class Candidate:
 
 
 def content_hash(entry: Entry) -> str:
-    """Hash of the normalised title and summary: the same wire story under two URLs is one item."""
+    """Hash of the normalised title and summary, plus the publication day when known: the same wire story
+    under two URLs is one item, but a templated headline repeated on another day ("Weekly jobless claims")
+    is not dropped as a duplicate of last week's."""
+    day = entry.published.date().isoformat() if entry.published else ""
     text = " ".join(f"{entry.title}\n{entry.summary}".lower().split())
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"{day}\x1f{text}".encode()).hexdigest()
 
 
 def dedupe_keys(feed: str, entry: Entry) -> list[tuple[str, str]]:

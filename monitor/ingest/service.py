@@ -70,9 +70,14 @@ class Ingestor:
             require_trafilatura()  # fail at start, not at the first new article
         self.config, self.stop = config, stop or threading.Event()
         self.store = Store(settings.store_url)
-        self.store.create_schema()  # creates ingest_seen / ingest_feeds (monitor.store.ingest is imported)
         self.fetcher = Fetcher(config, stop=self.stop)
-        self.publisher = KafkaPublisher(settings)
+        try:
+            self.store.create_schema()  # creates ingest_seen / ingest_feeds (monitor.store.ingest is imported)
+            self.publisher = KafkaPublisher(settings)
+        except BaseException:
+            self.fetcher.close()
+            self.store.dispose()
+            raise
         self.poller = FeedPoller(
             config, self.fetcher, IngestState(self.store.engine), self.publisher, clock or SystemClock(),
             settings.limits, extract=extract,
@@ -85,6 +90,8 @@ class Ingestor:
     def run_forever(self) -> None:
         """Poll each feed on its own interval until `stop` is set; in-flight polls finish before returning."""
         scheduler = self._scheduler()
+        # APScheduler logs every run at INFO; the poller's own one-line result per poll says more.
+        logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
         scheduler.start()
         log.info("ingest: polling %d feeds (SIGTERM or Ctrl-C stops)", len(self.config.active))
         try:
