@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from click.testing import CliRunner
+from sqlalchemy.exc import OperationalError
 
 from monitor.clock import ManualClock
 from monitor.config import Settings
@@ -36,6 +38,7 @@ from monitor.ingest.http import user_agent
 from monitor.ingest.service import Ingestor
 from monitor.ingest.urls import canonical_url, clean_url, redact
 from monitor.records import RawItem, decode_raw
+from monitor.store.ingest import IngestState
 from pipelines.ingest import command
 from tests.conftest import REPO, make_settings, settings_env
 from tests.pipeline_helpers import topic_count, topic_messages, wait_for
@@ -222,6 +225,27 @@ def test_duplicates_are_dropped_across_a_restart(broker: Any, store_url: str, tm
     assert topic_count(settings, settings.kafka.topics.raw) == 3
 
 
+def test_a_crash_between_publish_and_mark_seen_republishes_never_loses(
+    broker: Any, sqlite_url: str, tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(broker.bootstrap, sqlite_url)
+    config = config_for(tmp_path, feed_server, [{"name": "wire", "path": "/rss.xml"}])
+
+    def store_down(*_: Any) -> None:
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    with ingestor(settings, config) as ing:
+        with monkeypatch.context() as patch:
+            patch.setattr(IngestState, "mark_seen", store_down)
+            [failed] = ing.run_once()
+        assert failed.errors == 1 and "store error" in (failed.error or "")
+        [retried] = ing.run_once()  # validators were not saved either: a full fetch, not a 304
+        assert (retried.new, retried.not_modified) == (3, 0)
+        assert ing.run_once()[0].not_modified == 1
+    ids = [item.id for item in raw_items(settings)]
+    assert len(ids) == 6 and len(set(ids)) == 3  # the same three ids twice; the sink keeps one copy
+
+
 def test_tracking_parameter_variants_dedupe_to_one_item(broker: Any, sqlite_url: str, tmp_path: Path,
                                                         feed_server: FeedServer) -> None:
     settings = make_settings(broker.bootstrap, sqlite_url)
@@ -235,7 +259,9 @@ def test_tracking_parameter_variants_dedupe_to_one_item(broker: Any, sqlite_url:
 
 
 def test_broken_feeds_are_reported_and_do_not_stop_good_ones(broker: Any, sqlite_url: str, tmp_path: Path,
-                                                            feed_server: FeedServer) -> None:
+                                                            feed_server: FeedServer,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="monitor.ingest")
     settings = make_settings(broker.bootstrap, sqlite_url)
     config = config_for(tmp_path, feed_server, [
         {"name": "server-error", "path": "/broken"},
@@ -252,6 +278,7 @@ def test_broken_feeds_are_reported_and_do_not_stop_good_ones(broker: Any, sqlite
         for name, kind in [("server-error", "http_500"), ("garbage", "not an RSS/Atom feed"),
                            ("slow", "timeout"), ("no-such-host", "dns")]:
             assert results[name].errors == 1 and kind in (results[name].error or ""), results[name]
+            assert any(f"feed {name} (" in record.getMessage() for record in caplog.records), name
         # A failed feed backs off (skipped until its next interval) while good feeds keep polling.
         feeds = {feed.name: feed for feed in config.feeds}
         assert ing.poller.poll_if_due(feeds["server-error"]) is None

@@ -70,7 +70,7 @@ class IngestConfig(BaseModel):
     """The whole feeds file."""
 
     model_config = _STRICT
-    feeds: tuple[FeedConfig, ...] = Field(min_length=1)
+    feeds: tuple[FeedConfig, ...]
     min_host_interval_s: float = Field(1.0, ge=0, description="Least time between two requests to one host.")
     host_intervals: dict[str, float] = Field(default_factory=dict, description="Per-host overrides, by hostname.")
     max_backoff_s: float = Field(3600.0, gt=0, description="Longest pause of a failing feed between two polls.")
@@ -80,6 +80,8 @@ class IngestConfig(BaseModel):
     @field_validator("feeds")
     @classmethod
     def _unique_names(cls, feeds: tuple[FeedConfig, ...]) -> tuple[FeedConfig, ...]:
+        if not feeds:
+            raise ValueError("no feeds: add at least one entry with a name and a url (see feeds.example.yaml)")
         names = [feed.name for feed in feeds]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
@@ -148,5 +150,6 @@ def _explain(exc: ValidationError, data: dict[str, Any]) -> str:
             where = f"feed {name!r} (feeds[{index}])" if name else f"feeds[{index}]"
             loc = loc[2:]
         field = ".".join(str(p) for p in loc) or "(the entry itself)"
-        parts.append(f"{where} field {field}: {err['msg']}")
+        message = "unknown setting, check its spelling" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{where} field {field}: {message}")
     return "; ".join(parts)

@@ -109,9 +109,9 @@ class RobotsCache:
         try:
             response = self.fetcher.request(robots_url, timeout_s=timeout_s, accept_errors=True)
         except FetchError as exc:
-            raise FetchError(exc.kind, f"robots.txt unreachable ({exc.detail}); will retry at the next poll") from exc
+            raise FetchError(exc.kind, f"robots.txt unreachable ({exc.detail})") from exc
         if response.status >= 500:
-            raise FetchError(f"http_{response.status}", f"{redact(robots_url)} answered {response.status}; will retry")
+            raise FetchError(f"http_{response.status}", f"{redact(robots_url)} answered {response.status}")
         expires = self.fetcher.monotonic() + self.ttl_s
         if response.status >= 400:
             return _Robots(None, expires)
