@@ -88,6 +88,14 @@ class IngestConfig(BaseModel):
             raise ValueError(f"feed names must be unique (they key the dedupe state); repeated: {repeated}")
         return feeds
 
+    @field_validator("host_intervals")
+    @classmethod
+    def _hosts(cls, intervals: dict[str, float]) -> dict[str, float]:
+        negative = sorted(host for host, seconds in intervals.items() if seconds < 0)
+        if negative:
+            raise ValueError(f"intervals must be 0 or more seconds; negative for {negative}")
+        return {host.lower(): seconds for host, seconds in intervals.items()}  # hostnames are case-insensitive
+
     def interval_for(self, host: str) -> float:
         """The politeness interval of one host."""
         return self.host_intervals.get(host.lower(), self.min_host_interval_s)
