@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,17 +97,28 @@ def publish_feed(settings: Settings, feed: Feed) -> None:
     producer.close()
 
 
-def start_worker(settings: Settings, stage: str, *extra: str) -> subprocess.Popen[str]:
+def start_worker(
+    settings: Settings, stage: str, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """A `finmon worker` child process; its output goes to temporary files (pipes could fill and block it)."""
     cmd = [sys.executable, "-m", "monitor.cli", "worker", stage, *extra]
-    return subprocess.Popen(
-        cmd, cwd=REPO, env=settings_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env or settings_env(settings), stdout=out, stderr=err, text=True)
+    proc.output_files = (out, err)  # type: ignore[attr-defined]
+    return proc
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 180) -> tuple[str, str]:
-    out, err = proc.communicate(timeout=timeout)
+    """Wait for a worker to exit by itself; return its stdout and stderr; fail if it did not exit with 0."""
+    proc.wait(timeout=timeout)
+    out, err = (_read(f) for f in proc.output_files)  # type: ignore[attr-defined]
     assert proc.returncode == 0, f"worker failed ({proc.returncode}):\n{err[-4000:]}"
     return out, err
+
+
+def _read(handle: tempfile._TemporaryFileWrapper) -> str:  # type: ignore[type-arg]
+    handle.seek(0)
+    return handle.read()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 120, every: float = 0.5) -> None:

@@ -62,21 +62,25 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 class EmbeddedBroker:
     """Start Tansu on 127.0.0.1:port, wait until it answers Kafka requests, stop it cleanly."""
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_path: Path | None = None,
+                 advertised_port: int | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
+        # Clients connect to what the broker advertises; a different port puts a proxy in the path (tests).
+        self.advertised_port = advertised_port or self.port
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"{self.host}:{self.advertised_port}"
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         if port_open(self.host, self.port):
             raise BrokerError(f"port {self.port} on {self.host} is taken; choose another with --port")
         url = f"tcp://{self.host}:{self.port}"
-        cmd = [str(find_tansu()), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        advertised = f"tcp://{self.host}:{self.advertised_port}"
+        cmd = [str(find_tansu()), "broker", "--listener-url", url, "--advertised-listener-url", advertised]
         out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
         self._wait_ready(timeout)
@@ -91,7 +95,7 @@ class EmbeddedBroker:
                     f"Tansu exited at start (code {self._proc.returncode}); is port {self.port} "
                     f"free? see {self.log_path or 'its output'}"
                 )
-            if port_open(self.host, self.port) and _answers(self.bootstrap):
+            if port_open(self.host, self.port) and _answers(f"{self.host}:{self.advertised_port}"):
                 return
             time.sleep(0.1)
         self.stop()

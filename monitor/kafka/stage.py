@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from monitor import metrics
@@ -271,9 +271,10 @@ class StageRunner:
         while True:
             try:
                 futures = [producer.send(m.topic, value=m.value, key=m.key) for m in out]
-                producer.flush(timeout=30)
+                if not self._await_acks(producer, len(out)):
+                    return False
                 for future in futures:
-                    future.get(timeout=30)
+                    future.get(timeout=30)  # raises if the producer gave up on a record (delivery timeout)
                 return True
             except (KafkaError, BrokerError) as exc:
                 if self._stop.is_set():
@@ -282,6 +283,21 @@ class StageRunner:
                 log.warning("%s: producing failed (%s), retrying in %.1fs", self.processor.stage, exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
+
+    def _await_acks(self, producer: Any, n: int) -> bool:
+        """Flush in short steps so an unreachable broker is reported while the producer keeps retrying the
+        same records (re-sending them would only add duplicates)."""
+        started = time.monotonic()
+        while True:
+            try:
+                producer.flush(timeout=5)
+                return True
+            except KafkaTimeoutError:
+                if self._stop.is_set():
+                    return False
+                metrics.TRANSIENT.labels(self.processor.stage, "broker_unreachable").inc()
+                log.warning("%s: broker slow or unreachable: %d messages unacknowledged after %.0fs, waiting",
+                            self.processor.stage, n, time.monotonic() - started)
 
     def _commit(self, consumer: Any, batch: list[Any]) -> None:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
