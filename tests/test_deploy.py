@@ -31,8 +31,9 @@ def test_compose_file_validates(tmp_path: Path) -> None:
             shutil.copy(REPO / name, tmp_path / name)
     shutil.copy(REPO / ".env.example", tmp_path / ".env")
     for profile in ("gpu", "cpu"):
-        proc = subprocess.run([tool, "--profile", profile, "config", "-q"], cwd=tmp_path, capture_output=True,
-                              text=True, check=False)
+        proc = subprocess.run(
+            [tool, "--profile", profile, "config", "-q"], cwd=tmp_path, capture_output=True, text=True, check=False
+        )
         assert proc.returncode == 0, proc.stderr
 
 
