@@ -8,13 +8,17 @@ from monitor.kafka.client import group_name
 from monitor.kafka.stage import StageRunner
 from monitor.store import TRANSIENT_ERRORS, Store
 
-STAGES = ("classify", "sink")
+STAGES = ("classify", "sink", "aggregate")
 
 
 def stage_topics(settings: Settings) -> dict[str, list[str]]:
     """Input topics of each stage (its consumer group reads these)."""
     topics = settings.kafka.topics
-    return {"classify": [topics.raw], "sink": [topics.scored, topics.deadletter]}
+    return {
+        "classify": [topics.raw],
+        "sink": [topics.scored, topics.deadletter],
+        "aggregate": [topics.scored],
+    }
 
 
 def build_classify(
@@ -59,4 +63,25 @@ def build_sink(settings: Settings, *, stop_after_idle: float | None = None, cloc
     )
 
 
-BUILDERS = {"classify": build_classify, "sink": build_sink}
+def build_aggregate(
+    settings: Settings, *, stop_after_idle: float | None = None, clock: Clock | None = None
+) -> StageRunner:
+    from monitor.stages.aggregate import AggregateProcessor
+
+    clock = clock or SystemClock()
+    store = Store(settings.store_url)
+    store.create_schema()
+    return StageRunner(
+        settings,
+        AggregateProcessor(settings, store, clock),
+        stage_topics(settings)["aggregate"],
+        group_name(settings, "aggregate"),
+        clock,
+        max_batch=settings.windows.max_batch,
+        max_wait_ms=100,
+        stop_after_idle=stop_after_idle,
+        transient=TRANSIENT_ERRORS,
+    )
+
+
+BUILDERS = {"classify": build_classify, "sink": build_sink, "aggregate": build_aggregate}

@@ -107,7 +107,7 @@ def broker(settings: Settings, port: int | None) -> None:
 
 
 @cli.command()
-@click.argument("stage", type=click.Choice(["classify", "sink"]))
+@click.argument("stage", type=click.Choice(["classify", "sink", "aggregate"]))
 @click.option("--stop-after-idle", type=float, default=None, help="Exit after S seconds without records.")
 @click.pass_obj
 def worker(settings: Settings, stage: str, stop_after_idle: float | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -48,6 +49,7 @@ scored_items = Table(
     Column("stored_at", _TS, nullable=False),
     Index("ix_scored_items_published_at", "published_at"),
     Index("ix_scored_items_topic_published", "topic", "published_at"),
+    Index("ix_scored_items_stored_at", "stored_at"),
 )
 
 dead_letters = Table(
@@ -65,4 +67,65 @@ dead_letters = Table(
     Column("failed_at", _TS, nullable=False),
     Column("stored_at", _TS, nullable=False),
     Index("ix_dead_letters_reason", "reason"),
+)
+
+# --- Windows (monitor/windows, the aggregate stage). Column meanings: monitor/store/windows.py. ---
+
+aggregate_items = Table(
+    "aggregate_items",
+    metadata,
+    # One row per distinct item id the aggregate stage accepted or found late: its first decision is final.
+    Column("item_id", String(256), primary_key=True),
+    Column("event_time", _TS, nullable=False),
+    Column("late", Boolean, nullable=False),
+    Column("keys", JSON, nullable=False),
+    Column("label", String(16), nullable=False),
+    Column("score_u", BigInteger, nullable=False),
+    Column("conf_u", BigInteger, nullable=False),
+    Column("conf_score_u", BigInteger, nullable=False),
+    Column("src_partition", Integer, nullable=False),
+    Column("src_offset", BigInteger, nullable=False),
+    Index("ix_aggregate_items_event_time", "event_time"),
+)
+
+window_partitions = Table(
+    "window_partitions",
+    metadata,
+    Column("src_topic", String(256), primary_key=True),
+    Column("src_partition", Integer, primary_key=True),
+    Column("max_event_time", _TS),
+    Column("max_t_us", BigInteger),
+    Column("through_offset", BigInteger, nullable=False),
+)
+
+window_late = Table(
+    "window_late",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("late_count", BigInteger, nullable=False),
+    Column("last_late_event_time", _TS, nullable=False),
+)
+
+windows = Table(
+    "windows",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("size", String(32), primary_key=True),
+    Column("window_start", _TS, primary_key=True),
+    Column("window_end", _TS, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("n_negative", BigInteger, nullable=False),
+    Column("n_neutral", BigInteger, nullable=False),
+    Column("n_positive", BigInteger, nullable=False),
+    Column("sum_score_u", BigInteger, nullable=False),
+    Column("sum_conf_u", BigInteger, nullable=False),
+    Column("sum_conf_score_u", BigInteger, nullable=False),
+    Column("mean_sentiment", Float),
+    Column("negative_share", Float),
+    Column("neutral_share", Float),
+    Column("positive_share", Float),
+    Column("sentiment_index", Float),
+    Column("volume_z", Float),
+    Column("sentiment_z", Float),
+    Index("ix_windows_size_end", "size", "window_end"),
 )

@@ -1,0 +1,79 @@
+"""Aggregate stage: news.scored -> event-time windows per key, upserted into the store and published to
+`sentiment.windows`; records later than their partition's watermark go to the dead-letter topic (`late`).
+
+The window arithmetic lives in monitor/windows; this module only decodes, applies and publishes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from monitor.clock import Clock
+from monitor.config import Settings
+from monitor.errors import RecordError
+from monitor.kafka.stage import OutMessage, dead_letter_message
+from monitor.records import decode_scored
+from monitor.store import Store
+from monitor.windows.aggregator import BatchResult, Delivery, WindowAggregator, late_by_key
+from monitor.windows.spec import format_duration
+
+log = logging.getLogger(__name__)
+
+
+class AggregateProcessor:
+    """news.scored records -> window rows (sentiment.windows) and late/bad records (news.deadletter)."""
+
+    stage = "aggregate"
+
+    def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
+        self.settings, self.store, self.clock = settings, store, clock
+        self.aggregator = WindowAggregator(store, settings.windows, settings.kafka.topics.scored)
+
+    def process(self, records: Sequence[Any]) -> list[OutMessage]:
+        out: list[OutMessage] = []
+        deliveries: list[Delivery] = []
+        by_position: dict[tuple[int, int], Any] = {}
+        for record in records:
+            try:
+                deliveries.append(Delivery(record.partition, record.offset, decode_scored(record.value or b"")))
+                by_position[(record.partition, record.offset)] = record
+            except RecordError as exc:
+                out.append(dead_letter_message(self.settings, record, self.stage, exc.reason, exc.detail, self.clock))
+        result = self.aggregator.apply(deliveries)
+        out.extend(self._late_letters(result, by_position))
+        topic = self.settings.kafka.topics.windows
+        out.extend(OutMessage(topic, encode_window(row), row["key"].encode("utf-8")) for row in result.windows)
+        return out
+
+    def _late_letters(self, result: BatchResult, by_position: dict[tuple[int, int], Any]) -> list[OutMessage]:
+        if result.late:
+            log.info("aggregate: %d late records by key: %s", len(result.late),
+                     late_by_key(result.late, self.aggregator.keys))
+        grace = format_duration(self.aggregator.grace_us)
+        return [
+            dead_letter_message(self.settings, by_position[(d.partition, d.offset)], self.stage, "late",
+                                f"published_at {d.scored.item.published_at.isoformat()} is before the watermark of "
+                                f"partition {d.partition} (max event time seen - grace {grace}); raise "
+                                "FINMON_WINDOWS__GRACE to accept records this late", self.clock)
+            for d in result.late
+        ]
+
+    def close(self) -> None:
+        self.store.dispose()
+
+
+def encode_window(row: dict[str, Any]) -> bytes:
+    """A window row as compact JSON (datetimes ISO-8601 UTC with Z)."""
+    return json.dumps({k: _jsonable(v) for k, v in row.items()}, separators=(",", ":")).encode("utf-8")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value

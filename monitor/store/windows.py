@@ -1,0 +1,181 @@
+"""Window tables: what the aggregate stage writes and the dashboard and CLI read.
+
+`windows` — one row per (key, size, window_start); a pure function of the set of distinct items seen:
+    key            `market`, `topic:<topic name>` or `ticker:<SYMBOL>`
+    size           the spec label: `5min`, `1h`, `1d`, or `SIZE/HOP` for hopping windows (`1h/15min`)
+    window_start, window_end   UTC, [start, end)
+    count, n_negative, n_neutral, n_positive           items, and items by sentiment label
+    sum_score_u, sum_conf_u, sum_conf_score_u          exact sums in micro-units (see monitor/windows/engine.py)
+    mean_sentiment, negative_share, neutral_share, positive_share, sentiment_index   derived from the sums
+    volume_z, sentiment_z                              null until the key has enough baseline windows
+`aggregate_items` — one row per distinct item id: event time, `late`, its keys and integer contributions.
+`window_partitions` — per input partition: max event time seen (its watermark + grace) and last offset.
+`window_late` — per key: how many distinct items arrived after their partition's watermark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from monitor.store.db import as_utc
+from monitor.store.schema import aggregate_items, window_late, window_partitions, windows
+from monitor.windows.engine import DERIVED_COLUMNS, SUM_COLUMNS, Z_COLUMNS, from_us, to_us
+from monitor.windows.watermark import PartitionMark
+
+OUT_COLUMNS = ["window_start", "window_end", "count", *DERIVED_COLUMNS[:4], "sentiment_index", *Z_COLUMNS]
+_CHUNK = 900  # ids per IN (...) list: well under SQLite's variable limit
+
+
+def insert_stmt(conn: Connection, table: Any) -> Any:
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def known_items(conn: Connection, ids: Sequence[str]) -> dict[str, bool]:
+    """item id -> late, for the ids already decided."""
+    out: dict[str, bool] = {}
+    for i in range(0, len(ids), _CHUNK):
+        query = select(aggregate_items.c.item_id, aggregate_items.c.late).where(
+            aggregate_items.c.item_id.in_(ids[i : i + _CHUNK])
+        )
+        out.update({row.item_id: bool(row.late) for row in conn.execute(query)})
+    return out
+
+
+def load_marks(conn: Connection, topic: str) -> dict[int, PartitionMark]:
+    query = select(window_partitions).where(window_partitions.c.src_topic == topic)
+    return {row.src_partition: PartitionMark(row.max_t_us, row.through_offset) for row in conn.execute(query)}
+
+
+def save_marks(conn: Connection, topic: str, marks: dict[int, PartitionMark]) -> None:
+    rows = [
+        {"src_topic": topic, "src_partition": p, "max_t_us": m.max_t_us, "through_offset": m.through_offset,
+         "max_event_time": from_us(m.max_t_us).to_pydatetime() if m.max_t_us is not None else None}
+        for p, m in sorted(marks.items())
+    ]
+    if rows:
+        stmt = insert_stmt(conn, window_partitions)
+        excluded = stmt.excluded
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["src_topic", "src_partition"],
+            set_={"max_t_us": excluded.max_t_us, "max_event_time": excluded.max_event_time,
+                  "through_offset": excluded.through_offset}), rows)
+
+
+def insert_items(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert new items; return the ids actually inserted (a redelivered id is a no-op)."""
+    if not rows:
+        return set()
+    stmt = insert_stmt(conn, aggregate_items).on_conflict_do_nothing(index_elements=["item_id"])
+    return {row[0] for row in conn.execute(stmt.returning(aggregate_items.c.item_id), rows).all()}
+
+
+def add_late(conn: Connection, counts: dict[str, tuple[int, int]]) -> None:
+    """key -> (new late items, latest of their event times in us): add to the per-key late counters."""
+    rows = [{"key": k, "late_count": n, "last_late_event_time": from_us(t).to_pydatetime()}
+            for k, (n, t) in sorted(counts.items())]
+    if rows:
+        stmt = insert_stmt(conn, window_late)
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"late_count": window_late.c.late_count + stmt.excluded.late_count,
+                  "last_late_event_time": func.max(window_late.c.last_late_event_time,
+                                                   stmt.excluded.last_late_event_time)
+                  if conn.dialect.name == "sqlite" else
+                  func.greatest(window_late.c.last_late_event_time, stmt.excluded.last_late_event_time)}), rows)
+
+
+def add_sums(conn: Connection, size: str, size_us: int, sums: pd.DataFrame) -> None:
+    """Add per-window sums of newly inserted items to the stored windows (rows created as needed)."""
+    if sums.empty:
+        return
+    records = sums.sort_values(["key", "start_us"]).to_dict("records")  # one lock order: no deadlocks
+    rows = [{"key": r["key"], "size": size, "window_start": from_us(r["start_us"]).to_pydatetime(),
+             "window_end": from_us(r["start_us"] + size_us).to_pydatetime(),
+             **{c: int(r[c]) for c in SUM_COLUMNS}} for r in records]
+    stmt = insert_stmt(conn, windows)
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=["key", "size", "window_start"],
+        set_={c: windows.c[c] + stmt.excluded[c] for c in SUM_COLUMNS}), rows)
+
+
+def load_range(conn: Connection, size: str, keys: Sequence[str], lo_us: int, hi_us: int) -> pd.DataFrame:
+    """Stored windows of `keys` with lo <= start <= hi (key, start_us, sums, derived, z)."""
+    cols = [windows.c.key, windows.c.window_start, *(windows.c[c] for c in SUM_COLUMNS + DERIVED_COLUMNS + Z_COLUMNS)]
+    frames = []
+    for i in range(0, len(keys), _CHUNK):
+        query = select(*cols).where(
+            windows.c.size == size, windows.c.key.in_(list(keys[i : i + _CHUNK])),
+            windows.c.window_start >= from_us(lo_us).to_pydatetime(),
+            windows.c.window_start <= from_us(hi_us).to_pydatetime(),
+        )
+        frames.append(pd.DataFrame(conn.execute(query).all(), columns=[c.name for c in cols]))
+    frame = pd.concat(frames, ignore_index=True)
+    frame["start_us"] = [to_us(as_utc(t)) for t in frame.pop("window_start")]
+    return frame.astype({c: np.int64 for c in SUM_COLUMNS}).astype({c: float for c in DERIVED_COLUMNS + Z_COLUMNS})
+
+
+def update_metrics(conn: Connection, size: str, rows: pd.DataFrame) -> None:
+    """Write derived metrics and z-scores of `rows` (key, start_us, ...) back to their windows."""
+    if rows.empty:
+        return
+    stmt = update(windows).where(and_(windows.c.key == bindparam("b_key"), windows.c.size == bindparam("b_size"),
+                                      windows.c.window_start == bindparam("b_start")))
+    stmt = stmt.values({c: bindparam(f"b_{c}") for c in DERIVED_COLUMNS + Z_COLUMNS})
+    params = []
+    for r in rows.sort_values(["key", "start_us"]).to_dict("records"):
+        p: dict[str, Any] = {f"b_{c}": _nullable(r[c]) for c in DERIVED_COLUMNS + Z_COLUMNS}
+        p.update(b_key=r["key"], b_size=size, b_start=from_us(r["start_us"]).to_pydatetime())
+        params.append(p)
+    conn.execute(stmt, params)
+
+
+def _nullable(value: Any) -> float | None:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
+
+
+def read_windows(conn: Connection, key: str, size: str, last: int | None = None) -> list[dict[str, Any]]:
+    """Windows of one key and size, oldest first, as the CLI prints them (the last `last` only if given)."""
+    query = select(windows).where(windows.c.key == key, windows.c.size == size).order_by(windows.c.window_start)
+    if last is not None:
+        query = query.order_by(None).order_by(windows.c.window_start.desc()).limit(last)
+    rows = [dict(row._mapping) for row in conn.execute(query)]
+    rows.sort(key=lambda r: as_utc(r["window_start"]) or r["window_start"])
+    return [{**r, "window_start": as_utc(r["window_start"]), "window_end": as_utc(r["window_end"])} for r in rows]
+
+
+def windows_in_view(conn: Connection, size: str, at: datetime, lookback_us: int) -> list[dict[str, Any]]:
+    """Windows of `size` that contain `at` or ended within `lookback` before it (what alert rules look at)."""
+    lo = from_us(to_us(at) - lookback_us).to_pydatetime()
+    query = select(windows).where(windows.c.size == size, windows.c.window_end > lo, windows.c.window_start <= at)
+    return [{**dict(r._mapping), "window_start": as_utc(r.window_start), "window_end": as_utc(r.window_end)}
+            for r in conn.execute(query)]
+
+
+def stream_time(conn: Connection, topic: str) -> datetime | None:
+    """The largest event time the aggregate stage has seen on `topic` (None before any)."""
+    value = conn.execute(select(func.max(window_partitions.c.max_t_us)).where(
+        window_partitions.c.src_topic == topic)).scalar_one_or_none()
+    return None if value is None else from_us(int(value)).to_pydatetime()
+
+
+def late_counts(conn: Connection) -> dict[str, int]:
+    return {row.key: int(row.late_count) for row in conn.execute(select(window_late))}
+
+
+def all_windows(conn: Connection, sizes: Iterable[str] | None = None) -> pd.DataFrame:
+    """Every window row (tests, rebuild checks), with start_us for easy comparison."""
+    query = select(windows)
+    if sizes is not None:
+        query = query.where(windows.c.size.in_(list(sizes)))
+    frame = pd.DataFrame([dict(r._mapping) for r in conn.execute(query)])
+    if frame.empty:
+        return pd.DataFrame(columns=[*(c.name for c in windows.c), "start_us"])
+    frame["start_us"] = [to_us(as_utc(t)) for t in frame["window_start"]]
+    return frame.sort_values(["size", "key", "start_us"]).reset_index(drop=True)

@@ -1,0 +1,13 @@
+"""Event-time sentiment windows per key (`market`, `topic:<name>`, `ticker:<SYMBOL>`).
+
+- `spec`: window sizes (tumbling `5min`, hopping `1h/15min`), aligned to the epoch.
+- `keys`: which keys an item counts for (tickers, cashtags, company dictionary).
+- `engine`: the pandas arithmetic: exact integer sums, derived metrics, z-scores against a baseline.
+- `watermark`: per-partition watermarks and lateness decisions that survive crashes.
+- `aggregator`: one micro-batch applied to the store in one transaction (exactly-once windows).
+"""
+
+from monitor.windows.errors import WindowError
+from monitor.windows.spec import WindowSpec, parse_spec
+
+__all__ = ["WindowError", "WindowSpec", "parse_spec"]

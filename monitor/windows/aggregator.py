@@ -1,0 +1,177 @@
+"""Applying one micro-batch of scored items to the stored windows, in one transaction.
+
+1. Decide lateness (monitor/windows/watermark.py) from the stored partition marks and item decisions.
+2. Insert the batch's new items (`on conflict do nothing` by item id, RETURNING the ids really inserted).
+3. Add only those items' exact integer sums to their windows (an upsert that adds), count new late items.
+4. Re-derive the metrics and z-scores of the windows the batch touched and of the `baseline_windows`
+   windows after them (whose baselines include them), reading only that index range of each key.
+
+Steps 2-4 and the partition marks commit together, before the stage commits its input offsets: after a
+crash, redelivered items are found in step 2 and add nothing, so every window is a pure function of the
+set of distinct items and equals what an uninterrupted run produces.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection
+
+from monitor.config import WindowSettings
+from monitor.records import ScoredItem
+from monitor.store import Store
+from monitor.store import windows as wstore
+from monitor.windows.engine import (
+    DERIVED_COLUMNS,
+    Z_COLUMNS,
+    Baseline,
+    derive,
+    explode_keys,
+    from_us,
+    item_values,
+    items_frame,
+    window_sums,
+    zscores,
+)
+from monitor.windows.keys import KeyExtractor, company_dictionary
+from monitor.windows.spec import WindowSpec, parse_specs
+from monitor.windows.watermark import Arrival, decide
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A decoded scored item and where it was read from."""
+
+    partition: int
+    offset: int
+    scored: ScoredItem
+
+
+@dataclass
+class BatchResult:
+    """What a batch changed: window rows to publish and the deliveries that were late."""
+
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    late: list[Delivery] = field(default_factory=list)
+    new_items: int = 0
+
+
+class WindowAggregator:
+    """Maintains the `windows` table from batches of scored items (see the module docstring)."""
+
+    def __init__(self, store: Store, cfg: WindowSettings, topic: str) -> None:
+        self.store, self.topic = store, topic
+        self.specs: list[WindowSpec] = parse_specs(cfg.sizes)
+        self.baseline = Baseline.from_settings(cfg)
+        self.grace_us = int(cfg.grace.total_seconds() * 1_000_000)
+        self.keys = KeyExtractor(company_dictionary(cfg))
+
+    def apply(self, deliveries: Sequence[Delivery]) -> BatchResult:
+        if not deliveries:
+            return BatchResult()
+        values = {d.scored.item.id: item_values(d.scored) for d in deliveries}
+        with self.store.engine.begin() as conn:
+            decided = self._decide(conn, deliveries, values)
+            new_ids = self._insert(conn, deliveries, values, decided)
+            accepted = [d for d in _first(deliveries) if not decided[d.scored.item.id]]
+            result = BatchResult(late=[d for d in deliveries if decided[d.scored.item.id]], new_items=len(new_ids))
+            self._count_late(conn, [d for d in _first(deliveries) if d.scored.item.id in new_ids and
+                                    decided[d.scored.item.id]], values)
+            frame = self._frame(accepted, values)
+            fresh = frame[frame["item_id"].isin(new_ids)]
+            for spec in self.specs:
+                result.windows.extend(self._apply_spec(conn, spec, frame, fresh))
+        return result
+
+    def _decide(self, conn: Connection, deliveries: Sequence[Delivery],
+                values: dict[str, dict[str, Any]]) -> dict[str, bool]:
+        known = wstore.known_items(conn, list(values))
+        marks = wstore.load_marks(conn, self.topic)
+        arrivals = [Arrival(d.partition, d.offset, d.scored.item.id, int(values[d.scored.item.id]["t_us"]))
+                    for d in deliveries]
+        decided = decide(arrivals, known, marks, self.grace_us)
+        wstore.save_marks(conn, self.topic, marks)
+        return decided
+
+    def _insert(self, conn: Connection, deliveries: Sequence[Delivery], values: dict[str, dict[str, Any]],
+                decided: dict[str, bool]) -> set[str]:
+        rows = []
+        for d in _first(deliveries):
+            v = values[d.scored.item.id]
+            rows.append({**{k: v[k] for k in ("item_id", "label", "score_u", "conf_u", "conf_score_u")},
+                         "event_time": d.scored.item.published_at, "late": decided[d.scored.item.id],
+                         "keys": list(self.keys.keys(d.scored)), "src_partition": d.partition,
+                         "src_offset": d.offset})
+        return wstore.insert_items(conn, rows)
+
+    def _count_late(self, conn: Connection, late: list[Delivery], values: dict[str, dict[str, Any]]) -> None:
+        counts: dict[str, tuple[int, int]] = {}
+        for d in late:
+            t_us = int(values[d.scored.item.id]["t_us"])
+            for key in self.keys.keys(d.scored):
+                n, latest = counts.get(key, (0, t_us))
+                counts[key] = (n + 1, max(latest, t_us))
+        wstore.add_late(conn, counts)
+
+    def _frame(self, accepted: list[Delivery], values: dict[str, dict[str, Any]]) -> pd.DataFrame:
+        return items_frame([values[d.scored.item.id] for d in accepted], [self.keys.keys(d.scored) for d in accepted])
+
+    def _apply_spec(self, conn: Connection, spec: WindowSpec, frame: pd.DataFrame,
+                    fresh: pd.DataFrame) -> list[dict[str, Any]]:
+        """Add the fresh items' sums, then re-derive touched windows and their baseline successors."""
+        wstore.add_sums(conn, spec.label, spec.size_us, window_sums(explode_keys(fresh), spec))
+        touched = window_sums(explode_keys(frame), spec)[["key", "start_us"]]  # redeliveries too: republished
+        if touched.empty:
+            return []
+        span = self.baseline.windows * spec.hop_us
+        first = touched.groupby("key")["start_us"].min()
+        stored = wstore.load_range(conn, spec.label, list(first.index), int(first.min()) - span,
+                                   int(touched["start_us"].max()) + span)
+        fresh_rows = zscores(derive(stored), spec, self.baseline)
+        target = fresh_rows["start_us"] >= fresh_rows["key"].map(first)
+        changed = target & ~_same(stored, fresh_rows)
+        wstore.update_metrics(conn, spec.label, fresh_rows[changed])
+        touched_set = set(zip(touched["key"], touched["start_us"], strict=True))
+        pairs = zip(fresh_rows["key"], fresh_rows["start_us"], strict=True)
+        is_touched = pd.Series([pair in touched_set for pair in pairs], index=fresh_rows.index, dtype=bool)
+        publish = fresh_rows[changed | is_touched]
+        return [_out_row(r, spec) for r in publish.to_dict("records")]
+
+
+def _first(deliveries: Sequence[Delivery]) -> list[Delivery]:
+    """The first delivery of each item id, in batch order."""
+    seen: dict[str, Delivery] = {}
+    for d in deliveries:
+        seen.setdefault(d.scored.item.id, d)
+    return list(seen.values())
+
+
+def _same(old: pd.DataFrame, new: pd.DataFrame) -> pd.Series:
+    same = pd.Series(True, index=old.index)
+    for col in DERIVED_COLUMNS + Z_COLUMNS:
+        a, b = old[col], new[col]
+        same &= (a == b) | (a.isna() & b.isna())
+    return same
+
+
+def _out_row(row: dict[str, Any], spec: WindowSpec) -> dict[str, Any]:
+    out = {"key": row["key"], "size": spec.label, "window_start": from_us(row["start_us"]).to_pydatetime(),
+           "window_end": from_us(row["start_us"] + spec.size_us).to_pydatetime()}
+    for col in ("count", "n_negative", "n_neutral", "n_positive", *DERIVED_COLUMNS, *Z_COLUMNS):
+        value = row[col]
+        out[col] = None if isinstance(value, float) and value != value else value
+    out["count"] = int(row["count"])
+    return out
+
+
+def late_by_key(late: Sequence[Delivery], extractor: KeyExtractor) -> dict[str, int]:
+    """Late deliveries per key (for logs)."""
+    counts: dict[str, int] = defaultdict(int)
+    for d in late:
+        for key in extractor.keys(d.scored):
+            counts[key] += 1
+    return dict(counts)

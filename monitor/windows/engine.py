@@ -1,0 +1,193 @@
+"""The window arithmetic, in pandas: per-item integer contributions, per-window sums, derived metrics and
+z-scores against each key's own baseline.
+
+Sums are exact integers (scores and confidences in micro-units), so a window's value does not depend on
+the order or batching in which its items arrived: the same set of items always gives the same bits.
+
+Per window (one key, one spec, one `window_start`):
+
+- `count`, `n_negative`, `n_neutral`, `n_positive` (items by their sentiment label),
+- `sum_score_u` (sum of P(pos) - P(neg), micro-units), `sum_conf_u` (sum of the label's probability, the
+  item's confidence), `sum_conf_score_u` (sum of confidence x score),
+- `mean_sentiment` = mean score in [-1, 1]; `negative_share` / `neutral_share` / `positive_share`;
+  `sentiment_index` = confidence-weighted mean score in [-1, 1],
+- `volume_z` = (count - mean) / max(std, volume_std_floor) over the counts of the `baseline_windows`
+  windows just before it (empty windows count as 0), and `sentiment_z` = the same for `sentiment_index`
+  over the non-empty ones (floor `sentiment_std_floor`). Both are defined (not null) once at least
+  `min_baseline_windows` of those preceding windows are non-empty (defaults: 6 of the last 24).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from monitor.config import WindowSettings
+from monitor.records import ScoredItem
+from monitor.windows.spec import WindowSpec
+
+MICRO = 1_000_000
+SUM_COLUMNS = ["count", "n_negative", "n_neutral", "n_positive", "sum_score_u", "sum_conf_u", "sum_conf_score_u"]
+DERIVED_COLUMNS = ["mean_sentiment", "negative_share", "neutral_share", "positive_share", "sentiment_index"]
+Z_COLUMNS = ["volume_z", "sentiment_z"]
+ITEM_COLUMNS = ["item_id", "t_us", "label", "score_u", "conf_u", "conf_score_u"]
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """How z-scores are measured (from `WindowSettings`)."""
+
+    windows: int = 24
+    min_windows: int = 6
+    volume_floor: float = 1.0
+    sentiment_floor: float = 0.05
+
+    @classmethod
+    def from_settings(cls, cfg: WindowSettings) -> Baseline:
+        return cls(cfg.baseline_windows, cfg.min_baseline_windows, cfg.volume_std_floor, cfg.sentiment_std_floor)
+
+
+def item_values(scored: ScoredItem) -> dict[str, object]:
+    """One item's exact integer contributions (deterministic: same item, same numbers)."""
+    probs = scored.sentiment_probs
+    score_u = round(scored.sentiment_score * MICRO)
+    conf_u = round(max(probs.values()) * MICRO)
+    label = scored.sentiment if scored.sentiment in ("negative", "neutral", "positive") else _argmax(probs)
+    return {
+        "item_id": scored.item.id,
+        "t_us": to_us(scored.item.published_at),
+        "label": label,
+        "score_u": score_u,
+        "conf_u": conf_u,
+        "conf_score_u": _round_div(conf_u * score_u, MICRO),
+    }
+
+
+def _argmax(probs: dict[str, float]) -> str:
+    return max(("negative", "neutral", "positive"), key=lambda k: probs.get(k, 0.0))
+
+
+def _round_div(a: int, b: int) -> int:
+    """Integer a/b rounded half away from zero (no floats: exact on every platform)."""
+    q, r = divmod(abs(a), b)
+    q += 1 if 2 * r >= b else 0
+    return q if a >= 0 else -q
+
+
+def to_us(when: object) -> int:
+    """A tz-aware datetime as integer microseconds since the epoch (UTC)."""
+    return int(pd.Timestamp(when).value // 1000)
+
+
+def from_us(us: int | np.integer) -> pd.Timestamp:
+    return pd.Timestamp(int(us) * 1000, tz="UTC")
+
+
+def explode_keys(items: pd.DataFrame) -> pd.DataFrame:
+    """Items with a `keys` list column -> one row per (key, item)."""
+    out = items.explode("keys").rename(columns={"keys": "key"})
+    return out[out["key"].notna()].reset_index(drop=True)
+
+
+def assign_windows(rows: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
+    """(key, item) rows -> one row per (key, window_start_us, item) for every window containing the item."""
+    base = rows["t_us"].to_numpy(dtype=np.int64)
+    last_start = base - np.mod(base, spec.hop_us)
+    parts = []
+    for k in range(spec.per_item):  # a hopping spec puts each item into size/hop windows
+        part = rows.copy()
+        part["start_us"] = last_start - k * spec.hop_us
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def window_sums(rows: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
+    """Exact per-window sums of (key, item) rows: columns key, start_us and SUM_COLUMNS."""
+    if rows.empty:
+        return pd.DataFrame(columns=["key", "start_us", *SUM_COLUMNS])
+    placed = assign_windows(rows, spec)
+    label = placed["label"]
+    placed = placed.assign(
+        count=1,
+        n_negative=(label == "negative").astype(np.int64),
+        n_neutral=(label == "neutral").astype(np.int64),
+        n_positive=(label == "positive").astype(np.int64),
+        sum_score_u=placed["score_u"].astype(np.int64),
+        sum_conf_u=placed["conf_u"].astype(np.int64),
+        sum_conf_score_u=placed["conf_score_u"].astype(np.int64),
+    )
+    sums = placed.groupby(["key", "start_us"], sort=True)[SUM_COLUMNS].sum()
+    return sums.reset_index().astype({c: np.int64 for c in SUM_COLUMNS})
+
+
+def derive(windows: pd.DataFrame) -> pd.DataFrame:
+    """Add the derived metrics of SUM_COLUMNS rows (a new frame)."""
+    out = windows.copy()
+    count = out["count"].to_numpy(dtype=np.float64)
+    out["mean_sentiment"] = out["sum_score_u"].to_numpy(dtype=np.float64) / count / MICRO
+    for label in ("negative", "neutral", "positive"):
+        out[f"{label}_share"] = out[f"n_{label}"].to_numpy(dtype=np.float64) / count
+    conf = out["sum_conf_u"].to_numpy(dtype=np.float64)
+    out["sentiment_index"] = out["sum_conf_score_u"].to_numpy(dtype=np.float64) / np.where(conf > 0, conf, 1.0)
+    return out
+
+
+def zscores(windows: pd.DataFrame, spec: WindowSpec, baseline: Baseline) -> pd.DataFrame:
+    """volume_z and sentiment_z for every row of `windows` (key, start_us, count, sentiment_index).
+
+    Each row's baseline is looked up among the rows given, so pass every row of the keys involved from
+    `baseline.windows` hops before the first target on (a later row never affects an earlier one).
+    """
+    out = windows.copy()
+    if out.empty:
+        out["volume_z"], out["sentiment_z"] = pd.Series(dtype=float), pd.Series(dtype=float)
+        return out
+    codes, _ = pd.factorize(out["key"], sort=True)
+    bucket = out["start_us"].to_numpy(dtype=np.int64) // spec.hop_us
+    ids = codes.astype(np.int64) * (1 << 40) + bucket  # one sortable integer per (key, window)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    counts = out["count"].to_numpy(dtype=np.float64)[order]
+    index = out["sentiment_index"].to_numpy(dtype=np.float64)[order]
+    lags = np.arange(1, baseline.windows + 1, dtype=np.int64)
+    wanted = ids[:, None] - lags[None, :]
+    pos = np.clip(np.searchsorted(sorted_ids, wanted), 0, len(sorted_ids) - 1)
+    present = sorted_ids[pos] == wanted
+    base_counts = np.where(present, counts[pos], 0.0)
+    base_index = np.where(present, index[pos], np.nan)
+    defined = present.sum(axis=1) >= baseline.min_windows
+    out["volume_z"] = _z(out["count"].to_numpy(dtype=np.float64), base_counts, baseline.volume_floor, defined)
+    out["sentiment_z"] = _z(out["sentiment_index"].to_numpy(dtype=np.float64), base_index,
+                            baseline.sentiment_floor, defined)
+    return out
+
+
+def _z(values: np.ndarray, base: np.ndarray, floor: float, defined: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nanmean(np.where(defined[:, None], base, 0.0), axis=1)
+        std = np.nanstd(np.where(defined[:, None], base, 0.0), axis=1, ddof=1)
+    z = (values - mean) / np.maximum(np.nan_to_num(std, nan=0.0), floor)
+    return np.where(defined, np.round(z, 6), np.nan)
+
+
+def compute_windows(items: pd.DataFrame, specs: Sequence[WindowSpec], baseline: Baseline) -> pd.DataFrame:
+    """Every window of every key and spec from scratch (columns `size` = spec label, key, start_us, ...)."""
+    rows = explode_keys(items)
+    frames = []
+    for spec in specs:
+        sums = window_sums(rows, spec)
+        full = zscores(derive(sums), spec, baseline)
+        full.insert(0, "size", spec.label)
+        full["end_us"] = full["start_us"] + spec.size_us
+        frames.append(full)
+    return pd.concat(frames, ignore_index=True)
+
+
+def items_frame(values: Sequence[dict[str, object]], keys: Sequence[Sequence[str]]) -> pd.DataFrame:
+    """ITEM_COLUMNS + `keys` from per-item values and their keys."""
+    frame = pd.DataFrame(list(values), columns=ITEM_COLUMNS)
+    frame["keys"] = [list(k) for k in keys]
+    return frame.astype({"t_us": np.int64, "score_u": np.int64, "conf_u": np.int64, "conf_score_u": np.int64})
