@@ -139,11 +139,18 @@ class Store:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(scored_items)).scalar_one())
 
-    def count_dead_letters(self) -> dict[str, int]:
-        """Dead letters by reason."""
+    def count_dead_letters(self, stages: Iterable[str] | None = None) -> dict[str, int]:
+        """Dead letters by reason, optionally only those of some stages."""
         query = select(dead_letters.c.reason, func.count()).group_by(dead_letters.c.reason)
+        if stages is not None:
+            query = query.where(dead_letters.c.stage.in_(list(stages)))
         with self.engine.connect() as conn:
             return {reason: int(n) for reason, n in conn.execute(query)}
+
+    def count_dead_letters_by_stage(self) -> dict[str, int]:
+        query = select(dead_letters.c.stage, func.count()).group_by(dead_letters.c.stage)
+        with self.engine.connect() as conn:
+            return {stage: int(n) for stage, n in conn.execute(query)}
 
     def scored_ids(self) -> list[str]:
         with self.engine.connect() as conn:
