@@ -8,7 +8,7 @@ from monitor.kafka.client import group_name
 from monitor.kafka.stage import StageRunner
 from monitor.store import TRANSIENT_ERRORS, Store
 
-STAGES = ("classify", "sink", "aggregate")
+STAGES = ("classify", "sink", "aggregate", "alerting")
 
 
 def stage_topics(settings: Settings) -> dict[str, list[str]]:
@@ -18,6 +18,7 @@ def stage_topics(settings: Settings) -> dict[str, list[str]]:
         "classify": [topics.raw],
         "sink": [topics.scored, topics.deadletter],
         "aggregate": [topics.scored],
+        "alerting": [topics.windows],
     }
 
 
@@ -84,4 +85,35 @@ def build_aggregate(
     )
 
 
-BUILDERS = {"classify": build_classify, "sink": build_sink, "aggregate": build_aggregate}
+def build_alerting(
+    settings: Settings, *, stop_after_idle: float | None = None, clock: Clock | None = None
+) -> StageRunner:
+    from monitor.alerts.service import AlertService, make_clock, start_scheduler
+    from monitor.kafka.client import make_producer
+    from monitor.stages.alerting import AlertingProcessor
+
+    store = Store(settings.store_url)
+    store.create_schema()
+    alert_clock = clock or make_clock(settings, store)
+    service = AlertService(settings, store, alert_clock)
+    service.producer = make_producer(settings, client_id="alerting-events")
+    scheduler = start_scheduler(service)
+    return StageRunner(
+        settings,
+        AlertingProcessor(settings, service, alert_clock, scheduler),
+        stage_topics(settings)["alerting"],
+        group_name(settings, "alerting"),
+        clock or SystemClock(),
+        max_batch=2000,
+        max_wait_ms=200,
+        stop_after_idle=stop_after_idle,
+        transient=TRANSIENT_ERRORS,
+    )
+
+
+BUILDERS = {
+    "classify": build_classify,
+    "sink": build_sink,
+    "aggregate": build_aggregate,
+    "alerting": build_alerting,
+}

@@ -107,7 +107,7 @@ def broker(settings: Settings, port: int | None) -> None:
 
 
 @cli.command()
-@click.argument("stage", type=click.Choice(["classify", "sink", "aggregate"]))
+@click.argument("stage", type=click.Choice(["classify", "sink", "aggregate", "alerting"]))
 @click.option("--stop-after-idle", type=float, default=None, help="Exit after S seconds without records.")
 @click.pass_obj
 def worker(settings: Settings, stage: str, stop_after_idle: float | None) -> None:
@@ -169,6 +169,75 @@ def up(
     )
     final = run_up(settings, options)
     click.echo(status_line(final))
+
+
+def _store(settings: Settings) -> Any:
+    from monitor.store import Store
+
+    store = Store(settings.store_url)
+    store.create_schema()
+    return store
+
+
+@cli.command("windows")
+@click.option("--key", required=True, help="market, topic:<name> or ticker:<SYMBOL>.")
+@click.option("--size", required=True, help="Window size: 5min, 1h, 1d, or SIZE/HOP for hopping windows.")
+@click.option("--last", type=int, default=None, help="Only the last N windows.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def windows_command(settings: Settings, key: str, size: str, last: int | None, as_json: bool) -> None:
+    """Windows of one key and size from the store (FINMON_STORE_URL), oldest first."""
+    from monitor.alerts.cli import show_windows
+
+    show_windows(_store(settings), key, size, last, as_json)
+
+
+@cli.group()
+def alerts() -> None:
+    """List, silence and acknowledge alerts (reads and writes the store)."""
+
+
+@alerts.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option("--all", "show_all", is_flag=True, help="Also pending alerts that cleared before firing.")
+@click.pass_obj
+def alerts_list(settings: Settings, as_json: bool, show_all: bool) -> None:
+    """Alerts, oldest first: rule, key, state, severity, started_at, resolved_at."""
+    from monitor.alerts.cli import list_alerts
+
+    list_alerts(_store(settings), as_json, show_all)
+
+
+@alerts.command("silence")
+@click.option("--rule", default=None, help="Rule name to silence (default: any rule).")
+@click.option("--key", default=None, help="Key to silence, e.g. ticker:AAPL (default: any key).")
+@click.option("--for", "duration", default="2h", show_default=True, help="How long: 30min, 2h, 1D...")
+@click.option("--by", "created_by", default="cli", show_default=True, help="Who silences.")
+@click.option("--comment", default="", help="Why.")
+@click.option("--list", "list_only", is_flag=True, help="Only list silences.")
+@click.pass_obj
+def alerts_silence(settings: Settings, rule: str | None, key: str | None, duration: str, created_by: str,
+                   comment: str, list_only: bool) -> None:
+    """Silence notifications of a rule and/or key until the silence expires."""
+    from monitor.alerts.cli import add_silence, list_silences
+
+    if list_only:
+        list_silences(_store(settings))
+        return
+    add_silence(_store(settings), rule, key, duration, created_by, comment)
+
+
+@alerts.command("ack")
+@click.argument("alert_id", type=int, required=False)
+@click.option("--rule", default=None, help="Acknowledge the active alerts of this rule...")
+@click.option("--key", default=None, help="...and/or of this key.")
+@click.option("--by", "acked_by", default="cli", show_default=True, help="Who acknowledges.")
+@click.pass_obj
+def alerts_ack(settings: Settings, alert_id: int | None, rule: str | None, key: str | None, acked_by: str) -> None:
+    """Acknowledge active alerts (by id, or by rule/key): no more repeat notifications for them."""
+    from monitor.alerts.cli import ack
+
+    ack(_store(settings), alert_id, rule, key, acked_by)
 
 
 @cli.group(cls=LazyGroup, lazy=LAZY_BENCH)

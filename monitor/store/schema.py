@@ -129,3 +129,71 @@ windows = Table(
     Column("sentiment_z", Float),
     Index("ix_windows_size_end", "size", "window_end"),
 )
+
+# --- Alerts (monitor/alerts, the alerting stage). Column meanings: monitor/store/alerts.py. ---
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(128), nullable=False),
+    Column("key", String(300), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("summary", Text, nullable=False, default=""),
+    Column("window", JSON),
+    Column("started_at", _TS, nullable=False),
+    Column("fired_at", _TS),
+    Column("resolved_at", _TS),
+    Column("last_notified_at", _TS),
+    Column("acked_at", _TS),
+    Column("acked_by", String(128)),
+    Column("updated_at", _TS, nullable=False),
+    Index("ix_alerts_rule_key_state", "rule", "key", "state"),
+    Index("ix_alerts_state", "state"),
+)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", Integer, nullable=False),
+    Column("rule", String(128), nullable=False),
+    Column("key", String(300), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("at", _TS, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("published_at", _TS),
+    Index("ix_alert_events_unpublished", "published_at"),
+)
+
+alert_silences = Table(
+    "alert_silences",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(128)),
+    Column("key", String(300)),
+    Column("starts_at", _TS, nullable=False),
+    Column("ends_at", _TS, nullable=False),
+    Column("created_by", String(128), nullable=False, default=""),
+    Column("comment", Text, nullable=False, default=""),
+    Column("created_at", _TS, nullable=False),
+)
+
+alert_notifications = Table(
+    "alert_notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", _TS, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", _TS, nullable=False),
+    Column("sent_at", _TS),
+    Index("ix_alert_notifications_status_next", "status", "next_attempt_at"),
+)

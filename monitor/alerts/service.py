@@ -1,0 +1,117 @@
+"""The alerting service: evaluation, notification dispatch, event publishing and the daily digest behind one
+lock, plus the APScheduler 3 wiring that runs them periodically (so `for` and repeat intervals advance
+when no news arrives). The logic is in monitor/alerts/lifecycle.py and notify.py; this is wiring only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor.alerts.lifecycle import AlertEvaluator
+from monitor.alerts.notify import Dispatcher, queue_digest
+from monitor.alerts.rules import RuleSet, load_rules
+from monitor.clock import Clock, SystemClock
+from monitor.config import Settings
+from monitor.store import Store
+from monitor.store import alerts as astore
+from monitor.store.windows import stream_time
+
+log = logging.getLogger(__name__)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class StreamClock:
+    """Event time: the largest event time the aggregate stage has seen (for replays and backtests)."""
+
+    def __init__(self, store: Store, topic: str) -> None:
+        self.store, self.topic = store, topic
+
+    def now(self) -> datetime:
+        with self.store.engine.connect() as conn:
+            return stream_time(conn, self.topic) or EPOCH
+
+
+def make_clock(settings: Settings, store: Store) -> Clock:
+    if settings.alerts.time_mode == "stream":
+        return StreamClock(store, settings.kafka.topics.scored)
+    return SystemClock()
+
+
+class AlertService:
+    """Everything the alerting worker does, safe to call from the stage loop and scheduler threads."""
+
+    def __init__(self, settings: Settings, store: Store, clock: Clock, rules: RuleSet | None = None) -> None:
+        self.settings, self.store, self.clock = settings, store, clock
+        self.rules = rules if rules is not None else load_rules(settings.alerts.rules_file)
+        self.evaluator = AlertEvaluator(store, self.rules)
+        self.dispatcher = Dispatcher(store, self.rules, settings.alerts, clock)
+        self.producer: Any = None  # set by the worker; tests may leave it None
+        self._lock = threading.Lock()
+
+    def evaluate(self) -> list[dict[str, Any]]:
+        with self._lock:
+            transitions = self.evaluator.evaluate(self.clock.now())
+        if transitions:
+            log.info("alerting: %d transition(s): %s", len(transitions),
+                     ", ".join(f"{t['rule']}/{t['key']}->{t['state']}" for t in transitions))
+        return transitions
+
+    def dispatch(self) -> int:
+        with self._lock:
+            return self.dispatcher.dispatch()
+
+    def digest(self) -> None:
+        with self._lock:
+            queue_digest(self.store, self.rules, self.settings.alerts.digest_channels, self.clock.now())
+
+    def publish(self) -> int:
+        """Send unpublished transitions to the `alerts` topic; mark them only once the broker acked them."""
+        if self.producer is None:
+            return 0
+        with self._lock, self.store.engine.connect() as conn:
+            pending = astore.unpublished_events(conn)
+        if not pending:
+            return 0
+        topic = self.settings.kafka.topics.alerts
+        futures = [self.producer.send(topic, key=e["key"].encode("utf-8"),
+                                      value=json.dumps(e["payload"], separators=(",", ":")).encode("utf-8"))
+                   for e in pending]
+        self.producer.flush(timeout=30)
+        for future in futures:
+            future.get(timeout=30)
+        with self.store.engine.begin() as conn:
+            astore.mark_published(conn, [e["id"] for e in pending], self.clock.now())
+        return len(pending)
+
+    def cycle(self) -> None:
+        """One periodic round: evaluate, publish transitions, send due notifications."""
+        self.evaluate()
+        self._safely(self.publish)
+        self.dispatch()
+
+    @staticmethod
+    def _safely(job: Any) -> None:
+        try:
+            job()
+        except Exception as exc:  # the broker may be away: events stay in the outbox for the next round
+            log.warning("alerting: publishing transitions failed (%s); will retry", exc)
+
+
+def start_scheduler(service: AlertService) -> BackgroundScheduler:
+    """Periodic evaluation, dispatch and the daily digest (UTC) in background threads."""
+    cfg = service.settings.alerts
+    scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
+    scheduler.add_job(service.cycle, IntervalTrigger(seconds=cfg.evaluate_every_s), id="evaluate")
+    scheduler.add_job(service.dispatch, IntervalTrigger(seconds=cfg.dispatch_every_s), id="dispatch")
+    hour, minute = (int(p) for p in cfg.digest_time.split(":"))
+    scheduler.add_job(service.digest, CronTrigger(hour=hour, minute=minute, timezone=UTC), id="digest")
+    scheduler.start()
+    return scheduler
