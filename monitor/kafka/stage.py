@@ -82,6 +82,9 @@ def dead_letter_message(
         record.offset,
         reason,
         detail[:200],
+        # Structured fields for --log-json: where the bad record sits, so it can be found and replayed.
+        extra={"stage": stage, "topic": record.topic, "partition": record.partition, "offset": record.offset,
+               "reason": reason},
     )
     letter = DeadLetter(
         payload=record.value if record.value is not None else b"",

@@ -1,0 +1,42 @@
+"""Structured logs carry where a bad record sits; the metrics registry counts what the stage loop did."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from types import SimpleNamespace
+
+from prometheus_client import generate_latest
+
+from monitor.clock import SystemClock
+from monitor.config import load_settings
+from monitor.kafka.stage import dead_letter_message
+from monitor.logs import JsonFormatter
+
+
+def test_dead_letter_log_line_is_structured() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("monitor.kafka.stage")
+    logger.addHandler(handler)
+    try:
+        record = SimpleNamespace(topic="news.raw", partition=3, offset=42, value=b"{oops", key=b"k")
+        message = dead_letter_message(load_settings(), record, "classify", "malformed_json", "bad json", SystemClock())
+    finally:
+        logger.removeHandler(handler)
+    line = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert line["level"] == "WARNING"
+    assert (line["topic"], line["partition"], line["offset"], line["reason"]) == ("news.raw", 3, 42, "malformed_json")
+    assert message.reason == "malformed_json" and message.key == b"k"
+
+
+def test_metrics_are_exposed_in_prometheus_format() -> None:
+    from monitor import metrics
+
+    metrics.DEAD_LETTERS.labels("classify", "not_utf8").inc()
+    metrics.BATCH_SIZE.labels("classify").observe(64)
+    text = generate_latest().decode()
+    assert 'finmon_dead_letters_total{reason="not_utf8",stage="classify"}' in text
+    assert 'finmon_batch_size_bucket{le="64.0",stage="classify"}' in text
