@@ -184,16 +184,25 @@ class RuleSet(BaseModel):
     defaults: Defaults = Field(default_factory=Defaults)
     rules: tuple[Rule, ...] = ()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _log_always(cls, data: Any) -> Any:
+        """The `log` channel exists even when a file defines only others."""
+        if isinstance(data, dict) and isinstance(data.get("channels"), dict) and "log" not in data["channels"]:
+            data = {**data, "channels": {**data["channels"], "log": {"type": "log"}}}
+        return data
+
     @model_validator(mode="after")
     def _references(self) -> RuleSet:
         names = [r.name for r in self.rules]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"rule names must be unique; repeated: {', '.join(dupes)}")
-        for route in [("defaults", self.defaults.channels), *((r.name, r.channels or ()) for r in self.rules)]:
+        routes = [("defaults", self.defaults.channels), *((f"rule {r.name!r}", r.channels or ()) for r in self.rules)]
+        for route in routes:
             unknown = [c for c in route[1] if c not in self.channels]
             if unknown:
-                raise ValueError(f"rule {route[0]!r}: channel(s) {', '.join(unknown)} not defined under 'channels' "
+                raise ValueError(f"{route[0]}: channel(s) {', '.join(unknown)} not defined under 'channels' "
                                  f"(defined: {', '.join(self.channels) or 'none'})")
         return self
 
