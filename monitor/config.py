@@ -86,7 +86,11 @@ class WindowSettings(BaseModel):
         description="Window specs: a pandas size ('5min', '1h', '1D') for tumbling windows, or 'SIZE/HOP' "
         "(e.g. '1h/15min') for hopping ones; the size must be a whole multiple of the hop.",
     )
-    grace: timedelta = Field(timedelta(minutes=10), description="Watermark = max event time seen - grace.")
+    grace: timedelta = Field(
+        timedelta(hours=1),
+        description="Watermark = max event time seen on a partition - grace. Classify re-keys news.raw, so "
+        "scored partitions are only roughly in event order; fast replays need a grace covering that skew.",
+    )
     baseline_windows: int = Field(24, ge=2, description="Preceding windows a z-score is measured against.")
     min_baseline_windows: int = Field(6, ge=2, description="Non-empty baseline windows needed for a z-score.")
     volume_std_floor: float = Field(1.0, gt=0, description="Smallest std used for volume z-scores (counts).")
