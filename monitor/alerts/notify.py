@@ -91,8 +91,8 @@ def send_email(channel: EmailChannel, name: str, payload: dict[str, Any], timeou
                 smtp.starttls(context=ssl.create_default_context(cafile=channel.ca_file))
                 smtp.ehlo()
             if channel.username:
-                smtp.login(channel.username, _secret(channel.password_env or "", name) if channel.password_env
-                           else "")
+                password = _secret(channel.password_env, name) if channel.password_env else ""
+                smtp.login(channel.username, password)
             smtp.send_message(message)
     except smtplib.SMTPNotSupportedError as exc:
         raise NotifyError(f"channel {name!r}: the server does not offer STARTTLS ({exc}); set starttls: false "

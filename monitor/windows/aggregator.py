@@ -94,7 +94,9 @@ class WindowAggregator:
         arrivals = [Arrival(d.partition, d.offset, d.scored.item.id, int(values[d.scored.item.id]["t_us"]))
                     for d in deliveries]
         decided = decide(arrivals, known, marks, self.grace_us)
-        wstore.save_marks(conn, self.topic, marks)
+        # only this batch's partitions: others may belong to another worker of the group right now
+        mine = {d.partition for d in deliveries}
+        wstore.save_marks(conn, self.topic, {p: m for p, m in marks.items() if p in mine})
         return decided
 
     def _insert(self, conn: Connection, deliveries: Sequence[Delivery], values: dict[str, dict[str, Any]],
