@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from monitor.config import WindowSettings
 from monitor.records import ScoredItem
@@ -40,6 +40,8 @@ from monitor.windows.engine import (
 from monitor.windows.keys import KeyExtractor, company_dictionary
 from monitor.windows.spec import WindowSpec, parse_specs
 from monitor.windows.watermark import Arrival, decide
+
+_LOCK_KEY = 0x66696E6D6F6E  # "finmon": the advisory lock of the aggregate stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,7 @@ class WindowAggregator:
             return BatchResult()
         values = {d.scored.item.id: item_values(d.scored) for d in deliveries}
         with self.store.engine.begin() as conn:
+            _serialize(conn)
             decided = self._decide(conn, deliveries, values)
             new_ids = self._insert(conn, deliveries, values, decided)
             accepted = [d for d in _first(deliveries) if not decided[d.scored.item.id]]
@@ -142,6 +145,14 @@ class WindowAggregator:
         is_touched = pd.Series([pair in touched_set for pair in pairs], index=fresh_rows.index, dtype=bool)
         publish = fresh_rows[changed | is_touched]
         return [_out_row(r, spec) for r in publish.to_dict("records")]
+
+
+def _serialize(conn: Connection) -> None:
+    """One aggregate transaction at a time per database, so that concurrent workers never recompute a shared
+    window (e.g. `market`) from a stale read. SQLite serialises writers by itself (a stale snapshot fails and
+    the batch is retried); PostgreSQL's READ COMMITTED needs this transaction-scoped advisory lock."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
 
 
 def _first(deliveries: Sequence[Delivery]) -> list[Delivery]:
