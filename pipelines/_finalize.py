@@ -93,6 +93,7 @@ def finalize(
         "best_evaluation": history.evaluations[history.best_index] if history.evaluations else None,
         "train_seconds": round(history.seconds, 1),
         "train_steps": history.steps,
+        "stopped_for_time_budget": history.stopped_early_for_time,
         "environment": {
             "torch": torch.__version__,
             "device": str(engine.device),

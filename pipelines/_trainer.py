@@ -69,6 +69,7 @@ class Schedule:
     early_stopping_patience: int
     evals_per_epoch: int
     seed: int
+    time_budget_minutes: float | None = None
 
 
 @dataclass
@@ -80,6 +81,7 @@ class History:
     best_index: int = -1
     seconds: float = 0.0
     steps: int = 0
+    stopped_early_for_time: bool = False
 
 
 def class_weights(targets: np.ndarray, n_classes: int, mode: str) -> torch.Tensor | None:
@@ -135,6 +137,7 @@ class Trainer:
         self.rng = np.random.default_rng(schedule.seed)
         self.autocast = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
         self.history = History()
+        self._started = time.perf_counter()
         self._best_state: dict[str, torch.Tensor] = {}
 
     def trainable(self) -> dict[str, nn.Parameter]:
@@ -157,16 +160,12 @@ class Trainer:
             self.s.scheduler, optimizer, num_warmup_steps=int(total * self.s.warmup_ratio), num_training_steps=total
         )
         eval_at = set(np.linspace(0, steps_per_epoch, self.s.evals_per_epoch + 1, dtype=int)[1:].tolist())
-        started = time.perf_counter()
+        self._started = time.perf_counter()
         for epoch in range(1, self.s.epochs + 1):
             if self._run_epoch(epoch, data, val, optimizer, sched, eval_at):
-                log.info(
-                    "early stopping after epoch %d: no improvement in %d evaluations",
-                    epoch,
-                    self.s.early_stopping_patience,
-                )
+                log.info("stopped in epoch %d: early stopping or time budget", epoch)
                 break
-        self.history.seconds = time.perf_counter() - started
+        self.history.seconds = time.perf_counter() - self._started
         self.restore_best()
         return self.history
 
@@ -187,7 +186,17 @@ class Trainer:
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
             if i in eval_at and val and self._evaluate_and_check(epoch, i / len(batches), val):
                 return True
+            if self._out_of_time():
+                # Keep the last weights in the running if they beat the best evaluation so far.
+                self.history.stopped_early_for_time = True
+                if val:
+                    self._evaluate_and_check(epoch, i / len(batches), val)
+                return True
         return False
+
+    def _out_of_time(self) -> bool:
+        budget = self.s.time_budget_minutes
+        return budget is not None and time.perf_counter() - self._started > budget * 60
 
     def _step(self, data: TrainSet, index: np.ndarray, optimizer: torch.optim.Optimizer, sched: Any) -> float:
         self.model.train()

@@ -113,6 +113,10 @@ class TrainingArguments:
     )
     evals_per_epoch: int = field(default=1, metadata={"help": "Validation runs per epoch."})
     seed: int = field(default=42, metadata={"help": "Seed of the split, initialisation and batch order."})
+    time_budget_minutes: float | None = field(
+        default=None,
+        metadata={"help": "Stop after this many minutes of training (evaluating once more, keeping the best)."},
+    )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N."})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)."})
     tensorboard: bool = field(default=True, metadata={"help": "Write TensorBoard logs to OUTPUT_DIR/runs."})

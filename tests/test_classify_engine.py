@@ -140,8 +140,12 @@ def test_int8_engine_is_quantized_and_reports_agreement(engine: Engine) -> None:
     int8 = load_classifier(device="cpu", quantize=True)
     assert int8.version == engine.version + "-int8"
     assert int8.describe()["dtype"] == "int8-dynamic"
-    kinds = {type(m).__module__ for m in int8.model.encoder.modules()}
-    assert any("quantized" in k for k in kinds)
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    quantized = [m for m in int8.model.encoder.modules() if isinstance(m, DynamicLinear)]
+    assert len(quantized) == 36  # every linear layer of the 6 encoder blocks
+    assert not any(isinstance(m, torch.nn.Linear) for m in int8.model.encoder.modules())
+    assert isinstance(int8.model.topic, torch.nn.Linear)  # heads stay fp32
     report = compare_engines(engine, int8, HEADLINES * 4)
     assert report["n"] == len(HEADLINES) * 4
     assert 0.9 <= report["topic_agreement"] <= 1.0 and 0.9 <= report["sentiment_agreement"] <= 1.0
