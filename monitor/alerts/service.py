@@ -55,6 +55,7 @@ class AlertService:
         self.dispatcher = Dispatcher(store, self.rules, settings.alerts, clock)
         self.producer: Any = None  # set by the worker; tests may leave it None
         self._lock = threading.Lock()
+        self._publish_lock = threading.Lock()  # one publisher at a time: no event sent twice by two threads
 
     def evaluate(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -76,6 +77,10 @@ class AlertService:
         """Send unpublished transitions to the `alerts` topic; mark them only once the broker acked them."""
         if self.producer is None:
             return 0
+        with self._publish_lock:
+            return self._publish()
+
+    def _publish(self) -> int:
         with self._lock, self.store.engine.connect() as conn:
             pending = astore.unpublished_events(conn)
         if not pending:
@@ -94,13 +99,12 @@ class AlertService:
     def cycle(self) -> None:
         """One periodic round: evaluate, publish transitions, send due notifications."""
         self.evaluate()
-        self._safely(self.publish)
+        self.publish_safely()
         self.dispatch()
 
-    @staticmethod
-    def _safely(job: Any) -> None:
+    def publish_safely(self) -> None:
         try:
-            job()
+            self.publish()
         except Exception as exc:  # the broker may be away: events stay in the outbox for the next round
             log.warning("alerting: publishing transitions failed (%s); will retry", exc)
 

@@ -2,6 +2,12 @@
 `sentiment.windows`; records later than their partition's watermark go to the dead-letter topic (`late`).
 
 The window arithmetic lives in monitor/windows; this module only decodes, applies and publishes.
+
+A `sentiment.windows` message is keyed by the window key and holds one JSON object: `key`, `size` (`5min`,
+`1h`, `1d`, `1h/15min`...), `window_start`, `window_end` (ISO-8601 UTC with `Z`), `count`, `n_negative`,
+`n_neutral`, `n_positive`, `mean_sentiment`, `negative_share`, `neutral_share`, `positive_share`,
+`sentiment_index`, `volume_z`, `sentiment_z` (null until defined). A window is republished whenever a batch
+touches it or changes its z-scores; per key the latest message is the current value (the store row).
 """
 
 from __future__ import annotations

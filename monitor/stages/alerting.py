@@ -39,7 +39,7 @@ class AlertingProcessor:
                 out.append(dead_letter_message(self.settings, record, self.stage, "invalid_field", reason, self.clock))
         if good:
             self.service.evaluate()
-            self.service._safely(self.service.publish)
+            self.service.publish_safely()
         return out
 
     def close(self) -> None:

@@ -75,7 +75,7 @@ class WindowAggregator:
     def apply(self, deliveries: Sequence[Delivery]) -> BatchResult:
         if not deliveries:
             return BatchResult()
-        values = {d.scored.item.id: item_values(d.scored) for d in deliveries}
+        values = {d.scored.item.id: item_values(d.scored) for d in _first(deliveries)}  # first copy of an id wins
         with self.store.engine.begin() as conn:
             _serialize(conn)
             decided = self._decide(conn, deliveries, values)
