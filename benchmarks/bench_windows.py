@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 from monitor.clock import ManualClock
 from monitor.config import load_settings
@@ -91,6 +91,9 @@ def load_store(store: Store, items: pd.DataFrame, result: pd.DataFrame) -> float
         conn.execute(insert(window_partitions), [{"src_topic": TOPIC_NAME, "src_partition": 0,
                                                   "max_t_us": int(items["t_us"].max()), "through_offset": len(items),
                                                   "max_event_time": from_us(items["t_us"].max()).to_pydatetime()}])
+    if store.dialect == "postgresql":  # what autovacuum does after a bulk load: the planner needs statistics
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE"))
     return time.perf_counter() - started
 
 
@@ -157,7 +160,7 @@ def main() -> None:
     print(f"bulk load of the store: {args.items:,} items + {len(result):,} windows in {load_s:.1f} s")
     print(f"incremental micro-batch: {args.batch} items against a store holding {args.items:,} items: "
           f"{inc_s * 1000:.0f} ms ({published} window rows published)")
-    print(f"  same batch against a store holding {small_n:,} items: {small_inc * 1000:.0f} ms "
+    print(f"  same batch against a SQLite store holding {small_n:,} items: {small_inc * 1000:.0f} ms "
           f"(history-independent: the batch reads only the index ranges it touches)")
 
 
