@@ -28,10 +28,11 @@ class NewsFilter:
 
 
 def time_bounds(engine: Engine) -> tuple[datetime | None, datetime | None]:
-    """Earliest and latest event time in the store (the dashboard anchors 'last 24 h' on the latest)."""
-    query = select(func.min(scored_items.c.published_at), func.max(scored_items.c.published_at))
+    """Earliest and latest event time in the store (the dashboard anchors 'last 24 h' on the latest).
+    Two queries on purpose: SQLite answers a lone MIN or MAX from the index, but not both in one SELECT."""
     with engine.connect() as conn:
-        low, high = conn.execute(query).one()
+        low = conn.execute(select(func.min(scored_items.c.published_at))).scalar_one()
+        high = conn.execute(select(func.max(scored_items.c.published_at))).scalar_one()
     return as_utc(low), as_utc(high)
 
 
@@ -87,17 +88,16 @@ def news(engine: Engine, f: NewsFilter) -> pd.DataFrame:
     return frame
 
 
-def store_counts(engine: Engine) -> dict[str, object]:
-    """Totals for the system page."""
+def store_counts(engine: Engine, recent: int = 10_000) -> dict[str, object]:
+    """Totals for the system page; model versions are counted over the latest `recent` items only, which is
+    what an operator checks after a model rollout and keeps the page fast on a big store."""
+    c = scored_items.c
+    latest = select(c.model_version).order_by(c.stored_at.desc()).limit(recent).subquery()
     with engine.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(scored_items)).scalar_one()
-        last = conn.execute(select(func.max(scored_items.c.stored_at))).scalar_one()
-        models = dict(
-            conn.execute(
-                select(scored_items.c.model_version, func.count()).group_by(scored_items.c.model_version)
-            ).all()
-        )
-    return {"stored": int(stored), "last_stored_at": as_utc(last), "models": {k: int(v) for k, v in models.items()}}
+        last = conn.execute(select(func.max(c.stored_at))).scalar_one()
+        models = conn.execute(select(latest.c.model_version, func.count()).group_by(latest.c.model_version)).all()
+    return {"stored": int(stored), "last_stored_at": as_utc(last), "models": {k: int(v) for k, v in models}}
 
 
 def dead_letter_summary(engine: Engine) -> pd.DataFrame:
@@ -220,11 +220,15 @@ def movers(ticker_windows: pd.DataFrame, start: datetime, end: datetime, min_cou
 
 
 def tickers(engine: Engine) -> list[str]:
-    """Symbols that have windows, most news first."""
+    """Symbols that have windows, most news first (counted on the longest window size: the fewest rows)."""
     w = _windows_table().c
+    sizes = window_sizes(engine)
+    if not sizes:
+        return []
+    longest = max(sizes, key=lambda size: pd.Timedelta(size))
     query = (
         select(w.key, func.sum(w["count"]).label("n"))
-        .where(w.key.like("ticker:%"))
+        .where(w.key.like("ticker:%"), w.size == longest)
         .group_by(w.key)
         .order_by(func.sum(w["count"]).desc())
         .limit(500)

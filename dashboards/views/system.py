@@ -32,7 +32,10 @@ def _store_section() -> None:
     last = counts["last_stored_at"]
     cols[3].metric("Last write (UTC)", last.strftime("%H:%M:%S") if last else "never")
     if counts["models"]:
-        st.caption("Items per model version: " + ", ".join(f"{k}: {v:,}" for k, v in counts["models"].items()))
+        st.caption(
+            "Model versions of the latest 10,000 items: "
+            + ", ".join(f"{k}: {v:,}" for k, v in counts["models"].items())
+        )
 
 
 def _kafka_section() -> None:
