@@ -349,3 +349,25 @@ def test_cli_lists_silences_and_acks(sqlite_url: str) -> None:
     assert windows[0]["window_start"] == BASE.isoformat().replace("+00:00", "Z")
     bad = runner.invoke(cli, ["windows", "--key", "market", "--size", "5 parsecs"], env=env)
     assert bad.exit_code != 0 and "pandas alias" in bad.output
+
+
+def test_alerts_of_one_rule_firing_together_are_grouped_into_one_notification(sqlite_url: str) -> None:
+    from tests.alert_feed import item
+
+    store = Store(sqlite_url)
+    store.create_schema()
+    feed = [item(f"{t}-{j}", t, BURST_START + timedelta(seconds=20 * j), "negative") for t in ("AAA", "BBB")
+            for j in range(8)]
+    feed.append(item("calm-1", "CCC", BURST_START, "positive"))
+    processor = AggregateProcessor(load_settings(None, store_url=sqlite_url), store, ManualClock(BASE))
+    processor.process([Record("news.scored", 0, i, None, encode(s)) for i, s in enumerate(feed)])
+    clock = ManualClock(BURST_START)
+    service = service_for(sqlite_url, store, clock, REPEAT_RULES)
+    transitions = service.evaluate()
+    assert sorted((t["key"], t["state"]) for t in transitions) == [
+        ("ticker:AAA", "firing"), ("ticker:AAA", "pending"), ("ticker:BBB", "firing"), ("ticker:BBB", "pending")]
+    with store.engine.connect() as conn:
+        notes = astore.notifications(conn)
+    assert len(notes) == 1  # one message for the group (rule, kind) on the one channel
+    assert [a["key"] for a in notes[0]["payload"]["alerts"]] == ["ticker:AAA", "ticker:BBB"]
+    assert notes[0]["payload"]["title"] == "FIRING: surge (2): ticker:AAA, ticker:BBB"
