@@ -43,6 +43,26 @@ def _int8_lines(metrics: dict[str, Any]) -> list[str]:
     ]
 
 
+def reproduce_command(arguments: dict[str, dict[str, Any]]) -> str:
+    """The `finmon train` command line with every argument that differs from its default."""
+    import dataclasses
+
+    from pipelines.train import DataArguments, ModelArguments, TrainingArguments
+
+    parts = ["finmon train"]
+    for group, cls in (("data", DataArguments), ("model", ModelArguments), ("training", TrainingArguments)):
+        for f in dataclasses.fields(cls):
+            value = arguments.get(group, {}).get(f.name)
+            if value == f.default:  # defaults are plain values (no Path defaults), as in metrics.json
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(value, bool):
+                parts.append(flag if value else flag.replace("--", "--no-", 1))
+            elif value is not None:
+                parts.append(f"{flag} {value}")
+    return " \\\n    ".join(parts)
+
+
 def render_card(metrics: dict[str, Any]) -> str:
     """Markdown model card: what it is, how it was trained, on what data (and licence), how well it does."""
     args = metrics["arguments"]
@@ -81,6 +101,14 @@ def render_card(metrics: dict[str, Any]) -> str:
         *_int8_lines(metrics),
         "",
         "Per-class results: `classification_report_<head>.txt`, `confusion_matrix_<head>.png`, `metrics.json`.",
+        "",
+        "## Reproduce",
+        "Training (paths as used for this run; add `--export-split DIR` to write the held-out rows), then",
+        "`finmon evaluate --task topic|sentiment --data DIR/<task>_validation.csv --model OUTPUT_DIR`:",
+        "",
+        "```",
+        reproduce_command(args),
+        "```",
         "",
         "## Limitations",
         "- English finance tweets/headlines only; other languages and long articles are out of domain "
