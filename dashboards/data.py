@@ -98,3 +98,8 @@ def alert_counts(store_url: str) -> dict[str, int]:
 @st.cache_data(ttl=TTL, show_spinner=False)
 def evidence(store_url: str, key: str, start: datetime, end: datetime) -> pd.DataFrame:
     return q.evidence_headlines(store().engine, key, start, end)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def workers(store_url: str) -> pd.DataFrame:
+    return q.workers(store().engine)

@@ -333,3 +333,24 @@ def evidence_headlines(engine: Engine, key: str, start: datetime, end: datetime,
     else:
         f = NewsFilter(start=start, end=end, limit=500)
     return news(engine, f).sort_values("sentiment_score").head(limit)
+
+
+def workers(engine: Engine) -> pd.DataFrame:
+    """Every stage worker's latest heartbeat: what it consumes, items/s and mean batch size."""
+    from monitor.store.heartbeats import heartbeats
+
+    columns = [
+        "stage",
+        "worker",
+        "records_per_s",
+        "mean_batch",
+        "records_in",
+        "dead_letters",
+        "assigned",
+        "updated_at",
+        "stopped_at",
+    ]
+    rows = heartbeats(engine)
+    frame = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    frame["assigned"] = frame["assigned"].map(lambda parts: ", ".join(parts) if isinstance(parts, list) else "")
+    return frame[columns]

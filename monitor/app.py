@@ -117,3 +117,12 @@ BUILDERS = {
     "aggregate": build_aggregate,
     "alerting": build_alerting,
 }
+
+
+def build_stage(stage: str, settings: Settings, *, stop_after_idle: float | None = None) -> StageRunner:
+    """A stage runner as `finmon worker` runs it: with a heartbeat in the store (readiness, System page)."""
+    from monitor.store.heartbeats import HeartbeatWriter
+
+    runner = BUILDERS[stage](settings, stop_after_idle=stop_after_idle)
+    runner.heartbeat = HeartbeatWriter(settings.store_url, SystemClock())
+    return runner

@@ -112,11 +112,11 @@ def broker(settings: Settings, port: int | None) -> None:
 @click.pass_obj
 def worker(settings: Settings, stage: str, stop_after_idle: float | None) -> None:
     """Run one pipeline stage as a member of its consumer group."""
-    from monitor.app import BUILDERS
+    from monitor.app import build_stage
     from monitor.kafka.client import ensure_topics
 
     ensure_topics(settings)
-    runner = BUILDERS[stage](settings, stop_after_idle=stop_after_idle)
+    runner = build_stage(stage, settings, stop_after_idle=stop_after_idle)
     stats = runner.run()
     click.echo(json.dumps({"stage": stage, **stats.as_dict()}))
 

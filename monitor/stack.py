@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,10 @@ class Stack:
     def env(self) -> dict[str, str]:
         env = dict(os.environ, FINMON_BOOTSTRAP=self.settings.bootstrap, FINMON_STORE_URL=self.settings.store_url)
         env["PYTHONUNBUFFERED"] = "1"
+        if self.options.feed is not None:
+            # Replaying history: alert `for`/repeat timers follow the stream's event time, not the wall clock,
+            # unless the user chose otherwise.
+            env.setdefault("FINMON_ALERTS__TIME_MODE", "stream")
         return env
 
     def start(self) -> None:
@@ -82,9 +87,26 @@ class Stack:
 
         return streamlit_command(self.options.dashboard_port)
 
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until every stage worker has partitions assigned (their heartbeats say so). A paced replay started
+        earlier would pile up a backlog behind the model load, and a backlog read partition by partition
+        arrives out of event-time order downstream."""
+        from monitor.store.heartbeats import ready_stages
+
+        engine, since = Store(self.settings.store_url).engine, datetime.now(UTC) - timedelta(seconds=5)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._stop.is_set():
+            missing = set(STAGES) - ready_stages(engine, since)
+            if not missing:
+                log.info("all stages ready")
+                return
+            self._stop.wait(0.5)
+        log.warning("stages %s not ready after %.0fs; replaying anyway", sorted(missing), timeout)
+
     def feed(self) -> None:
         if self.options.feed is None:
             return
+        self.wait_ready()
         from monitor.sources.files import FileSource
         from pipelines.replay import publish, resolve_feed
 

@@ -12,6 +12,7 @@ from monitor.config import Settings, load_settings
 from monitor.records import DeadLetter, RawItem, ScoredItem
 from monitor.sources.files import FileSource
 from monitor.store import Store
+from monitor.store.heartbeats import beat
 from monitor.store.prices import upsert_prices
 from monitor.windows.aggregator import Delivery, WindowAggregator
 from pipelines.replay import DEMO_FEED
@@ -83,5 +84,24 @@ def seed(store_url: str) -> list[ScoredItem]:
         datetime(2025, 3, 4, tzinfo=UTC),
     )
     replay_alert_evaluation(store, settings, items)
+    for i, stage in enumerate(("classify", "sink", "aggregate", "alerting")):
+        when = datetime(2025, 3, 6, tzinfo=UTC)
+        beat(
+            store.engine,
+            {
+                "worker": f"seed-host:{100 + i}",
+                "stage": stage,
+                "started_at": when,
+                "updated_at": when,
+                "stopped_at": None,
+                "assigned": [f"news.raw[{i}]"],
+                "records_in": 380,
+                "messages_out": 380,
+                "dead_letters": 0,
+                "batches": 4,
+                "records_per_s": 12.5 * (i + 1),
+                "mean_batch": 95.0,
+            },
+        )
     upsert_prices(store.engine, [("HALC", date(2025, 3, d), 100.0 - 3 * (d - 1)) for d in range(1, 8)])
     return items

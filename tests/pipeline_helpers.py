@@ -161,3 +161,15 @@ def committed(settings: Settings, group: str, topic: str) -> dict[int, int | Non
         return {tp.partition: consumer.committed(tp) for tp in partitions_of(consumer, topic)}
     finally:
         consumer.close()
+
+
+def lags_of(settings: Settings, status: dict[str, object], stages: tuple[str, ...] = ("classify", "sink")) -> list[int]:
+    """The lag of the consumer groups a test actually runs (others, e.g. aggregate, have no member)."""
+    lag = status.get("lag") or {}
+    assert isinstance(lag, dict)
+    return [int(lag[f"{settings.kafka.group_prefix}-{stage}"]) for stage in stages if lag]
+
+
+def drained(settings: Settings, status: dict[str, object], stages: tuple[str, ...] = ("classify", "sink")) -> bool:
+    lags = lags_of(settings, status, stages)
+    return bool(lags) and set(lags) == {0}

@@ -82,6 +82,9 @@ def test_system_page_reports_store_dead_letters_and_broker(page) -> None:
     metrics = {m.label: m.value for m in at.metric}
     assert int(metrics["Items stored"].replace(",", "")) >= 300
     assert "Dead letters (3)" in _text(at)
+    per_stage = at.dataframe[0].value
+    assert set(per_stage.index) == {"classify", "sink", "aggregate", "alerting"}
+    assert per_stage.loc["sink", "items_per_s"] == 25.0
     assert any("unreachable" in w.value for w in at.warning)
 
 

@@ -18,7 +18,7 @@ from monitor.store import Store
 from monitor.store.windows import all_windows
 from monitor.windows.aggregator import Delivery, WindowAggregator
 from tests.conftest import make_settings, settings_env
-from tests.pipeline_helpers import finish, make_feed, publish_feed, start_worker, topic_messages, wait_for
+from tests.pipeline_helpers import drained, finish, make_feed, publish_feed, start_worker, topic_messages, wait_for
 
 pytestmark = pytest.mark.slow
 METRICS = [
@@ -35,7 +35,7 @@ METRICS = [
 
 def _drained(settings, n_good: int) -> bool:
     status = collect_status(settings)
-    return status["stored"] == n_good and bool(status["lag"]) and set(status["lag"].values()) == {0}
+    return status["stored"] == n_good and drained(settings, status, ("classify", "sink", "aggregate"))
 
 
 def _reference_windows(settings, tmp_path) -> pd.DataFrame:

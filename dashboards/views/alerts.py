@@ -120,7 +120,7 @@ def render() -> None:
         frame = data.alerts(data.url())
         if frame.empty:
             st.info(
-                "No alerts yet. The alert stage (`finmon worker alerts`, started by `finmon up`) evaluates the "
+                "No alerts yet. The alert stage (`finmon worker alerting`, started by `finmon up`) evaluates the "
                 "rules in monitor/data/rules.yaml against the windows; alerts appear here when they match."
             )
         else:

@@ -38,6 +38,21 @@ def _store_section() -> None:
         )
 
 
+def _workers_section() -> None:
+    frame = data.workers(data.url())
+    st.subheader("Stage workers")
+    if frame.empty:
+        st.caption("No worker has reported yet (`finmon worker <stage>` writes a heartbeat every 10 s).")
+        return
+    running = frame[frame["stopped_at"].isna()]
+    per_stage = running.groupby("stage").agg(
+        workers=("worker", "count"), items_per_s=("records_per_s", "sum"), mean_batch=("mean_batch", "mean")
+    )
+    st.dataframe(per_stage, width="stretch")
+    with st.expander("Every worker"):
+        st.dataframe(frame, hide_index=True, width="stretch")
+
+
 def _kafka_section() -> None:
     status = kafka_status(settings().bootstrap)
     if not status["ok"]:
@@ -90,6 +105,7 @@ def render() -> None:
     def live() -> None:
         try:
             _store_section()
+            _workers_section()
             _dead_letters()
         except Exception as exc:
             store_error(exc)

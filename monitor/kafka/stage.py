@@ -11,7 +11,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -116,12 +116,15 @@ class StageRunner:
         stop_after_idle: float | None = None,
         transient: tuple[type[BaseException], ...] = (),
         log_every_s: float = 10.0,
+        heartbeat: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.settings, self.processor, self.topics, self.group = settings, processor, list(topics), group
         self.clock, self.max_batch, self.max_wait = clock, max_batch, max_wait_ms / 1000
         self.stop_after_idle, self.transient, self.log_every_s = stop_after_idle, transient, log_every_s
+        self.heartbeat = heartbeat
         self.stats = StageStats()
         self._stop = threading.Event()
+        self._assigned: list[str] = []
 
     def stop(self, *_: Any) -> None:
         """Ask the loop to finish its batch, commit and close (also the SIGTERM/SIGINT handler)."""
@@ -138,9 +141,28 @@ class StageRunner:
         finally:
             consumer.close(autocommit=False)
             producer.close(timeout=10)
+            self._beat(0.0, 0.0, stopped=True)
             self.processor.close()
             log.info("%s: stopped %s", self.processor.stage, self.stats.as_dict())
         return self.stats
+
+    def _beat(self, rate: float, mean_batch: float, stopped: bool = False) -> None:
+        """Tell the heartbeat sink what this worker consumes and how fast; never fails the stage."""
+        if self.heartbeat is None:
+            return
+        snapshot = {"stage": self.processor.stage, "assigned": [] if stopped else self._assigned,
+                    "records_per_s": rate, "mean_batch": mean_batch, "stopped": stopped, **self.stats.as_dict()}
+        try:
+            self.heartbeat(snapshot)
+        except Exception as exc:  # a heartbeat is best effort: the store may be down
+            log.debug("%s: heartbeat failed: %s", self.processor.stage, exc)
+
+    def _watch_assignment(self, consumer: Any) -> None:
+        assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.assignment())
+        if assigned != self._assigned:
+            self._assigned = assigned
+            log.info("%s: assigned %s", self.processor.stage, ", ".join(assigned) or "nothing")
+            self._beat(0.0, 0.0)
 
     def _install_signals(self) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -152,6 +174,7 @@ class StageRunner:
         logged = StageStats(started=last_log)
         while not self._stop.is_set():
             batch = self._collect(consumer)
+            self._watch_assignment(consumer)
             now = time.monotonic()
             if batch:
                 last_record = now
@@ -170,6 +193,7 @@ class StageRunner:
         n_out = self.stats.messages_out - prev.messages_out
         dead = self.stats.dead_letters - prev.dead_letters
         batches = max(self.stats.batches - prev.batches, 1)
+        self._beat(n_in / elapsed, n_in / batches)
         log.info(
             "%s: %.1f in/s, %.1f out/s, %d dead letters, mean batch %.0f (total in %d)",
             self.processor.stage,

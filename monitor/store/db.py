@@ -19,7 +19,6 @@ from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError, SQLA
 
 from monitor.errors import StoreError
 from monitor.records import DeadLetter, ScoredItem
-from monitor.store import prices as _prices  # noqa: F401  (registers the prices table)
 from monitor.store.schema import dead_letters, metadata, scored_items
 
 log = logging.getLogger(__name__)
@@ -77,6 +76,8 @@ class Store:
 
     def create_schema(self) -> None:
         """Create missing tables (idempotent)."""
+        from monitor.store import heartbeats, prices  # noqa: F401  (lazy: registers their tables)
+
         try:
             metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
