@@ -18,11 +18,16 @@ PROBS = {"negative": (0.85, 0.1, 0.05), "neutral": (0.1, 0.6, 0.3), "positive": 
 
 def item(item_id: str, ticker: str, when: datetime, label: str, topic: str = "markets") -> ScoredItem:
     neg, neu, pos = PROBS[label]
-    raw = RawItem(id=item_id, title=f"{ticker} headline {item_id}", published_at=when, source="test",
-                  tickers=(ticker,))
-    return ScoredItem(item=raw, topic=topic, topic_probs={topic: 1.0}, sentiment=label,
-                      sentiment_probs={"negative": neg, "neutral": neu, "positive": pos}, model_version="test",
-                      scored_at=when)
+    raw = RawItem(id=item_id, title=f"{ticker} headline {item_id}", published_at=when, source="test", tickers=(ticker,))
+    return ScoredItem(
+        item=raw,
+        topic=topic,
+        topic_probs={topic: 1.0},
+        sentiment=label,
+        sentiment_probs={"negative": neg, "neutral": neu, "positive": pos},
+        model_version="test",
+        scored_at=when,
+    )
 
 
 def burst_feed() -> list[ScoredItem]:

@@ -94,7 +94,8 @@ def webhook() -> Iterator[ThreadingHTTPServer]:
 
 
 def test_sigkill_and_restart_equal_an_uninterrupted_run_and_alerts_fire_for_the_burst(
-        broker: EmbeddedBroker, tmp_path: Path, webhook: ThreadingHTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    broker: EmbeddedBroker, tmp_path: Path, webhook: ThreadingHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     crashed = make_settings(broker.bootstrap, f"sqlite:///{tmp_path / 'crashed.db'}", partitions=3)
     steady = other_run(crashed, f"sqlite:///{tmp_path / 'steady.db'}")
     feed = messy_feed()
@@ -126,15 +127,19 @@ def test_sigkill_and_restart_equal_an_uninterrupted_run_and_alerts_fire_for_the_
 
     # the default rules over the windows the workers computed: HOT fires, quiet tickers stay quiet
     monkeypatch.setenv("T_HOOK_URL", f"http://127.0.0.1:{webhook.server_port}/hook")
-    rules = Path(REPO / "monitor/data/rules.yaml").read_text(encoding="utf-8").replace(
-        "  log: {type: log}", "  log: {type: log}\n  hook: {type: webhook, url_env: T_HOOK_URL}").replace(
-        "  channels: [log]", "  channels: [log, hook]")
+    rules = (
+        Path(REPO / "monitor/data/rules.yaml")
+        .read_text(encoding="utf-8")
+        .replace("  log: {type: log}", "  log: {type: log}\n  hook: {type: webhook, url_env: T_HOOK_URL}")
+        .replace("  channels: [log]", "  channels: [log, hook]")
+    )
     clock = ManualClock(BASE)
     service = service_for(steady.store_url, Store(steady.store_url), clock, rules)
     run(service, clock, BURST_START - timedelta(minutes=20), BURST_END + timedelta(minutes=40))
     bodies = [body for _, body in webhook.received]  # type: ignore[attr-defined]
-    ticker_notes = Counter((b["rule"], b["kind"]) for b in bodies for a in b["alerts"]
-                           if a["key"].startswith("ticker:"))
+    ticker_notes = Counter(
+        (b["rule"], b["kind"]) for b in bodies for a in b["alerts"] if a["key"].startswith("ticker:")
+    )
     assert {a["key"] for b in bodies for a in b["alerts"] if a["key"].startswith("ticker:")} == {f"ticker:{HOT}"}
     rules_fired = {"negative-share-surge", "sentiment-drop", "volume-spike"}
     assert ticker_notes == {(r, k): 1 for r in rules_fired for k in ("firing", "resolved")}  # no repeats
@@ -153,8 +158,15 @@ def test_alerting_worker_publishes_transitions(broker: EmbeddedBroker, tmp_path:
     assert not [e for e in events if e["key"] in ("ticker:QA", "ticker:QB")]
     with Store(settings.store_url).engine.connect() as conn:
         assert len(astore.events(conn)) == len(events)  # every stored transition was published
-    listed = subprocess.run([sys.executable, "-m", "monitor.cli", "alerts", "list", "--json"], cwd=REPO,
-                            env=settings_env(settings), capture_output=True, text=True, timeout=60, check=True)
+    listed = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "alerts", "list", "--json"],
+        cwd=REPO,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     states = {(a["rule"], a["key"]): a["state"] for a in json.loads(listed.stdout)}
     assert states[("volume-spike", f"ticker:{HOT}")] == "firing"
 
@@ -164,8 +176,12 @@ def test_raw_news_through_classify_into_windows(broker: EmbeddedBroker, tmp_path
 
     settings = make_settings(broker.bootstrap, f"sqlite:///{tmp_path / 'c.db'}", partitions=2)
     feed = Feed()
-    titles = ["Apple beats profit estimates and raises guidance", "$TSLA shares slump after recall probe",
-              "Microsoft names new chief financial officer", "Nvidia and $AMD rally on chip demand"]
+    titles = [
+        "Apple beats profit estimates and raises guidance",
+        "$TSLA shares slump after recall probe",
+        "Microsoft names new chief financial officer",
+        "Nvidia and $AMD rally on chip demand",
+    ]
     for i in range(40):
         when = BASE + timedelta(minutes=3 * i)
         body = {"id": f"c{i}", "title": titles[i % 4], "published_at": when.isoformat(), "source": "t"}
@@ -173,15 +189,27 @@ def test_raw_news_through_classify_into_windows(broker: EmbeddedBroker, tmp_path
     publish_feed(settings, feed)
     finish(start_worker(settings, "classify", "--stop-after-idle", "4"), timeout=300)
     # classify re-keys raw partitions into scored ones: a max-speed replay needs a grace covering the skew
-    finish(start_worker(settings, "aggregate", "--stop-after-idle", "4", env=env_with(settings,
-                                                                                    FINMON_WINDOWS__GRACE="1D")))
-    out = subprocess.run([sys.executable, "-m", "monitor.cli", "windows", "--key", "market", "--size", "1h",
-                          "--json"], cwd=REPO, env=settings_env(settings), capture_output=True, text=True, timeout=60,
-                         check=True)
+    finish(
+        start_worker(
+            settings, "aggregate", "--stop-after-idle", "4", env=env_with(settings, FINMON_WINDOWS__GRACE="1D")
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "windows", "--key", "market", "--size", "1h", "--json"],
+        cwd=REPO,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     market = json.loads(out.stdout)
     assert sum(w["count"] for w in market) == 40 and len(market) == 2
-    assert all(-1 <= w["sentiment_index"] <= 1 and abs(w["negative_share"] + w["neutral_share"] +
-                                                        w["positive_share"] - 1) < 1e-9 for w in market)
+    assert all(
+        -1 <= w["sentiment_index"] <= 1
+        and abs(w["negative_share"] + w["neutral_share"] + w["positive_share"] - 1) < 1e-9
+        for w in market
+    )
     with Store(settings.store_url).engine.connect() as conn:
         keys = set(wstore.all_windows(conn, ["1d"])["key"])
     assert {"ticker:AAPL", "ticker:TSLA", "ticker:MSFT", "ticker:NVDA", "ticker:AMD"} <= keys

@@ -48,8 +48,9 @@ def load_feed(url: str) -> Store:
     return store
 
 
-def service_for(url: str, store: Store, clock: ManualClock, rules_text: str | None = None, **alerts: Any
-                ) -> AlertService:
+def service_for(
+    url: str, store: Store, clock: ManualClock, rules_text: str | None = None, **alerts: Any
+) -> AlertService:
     settings = load_settings(None, store_url=url, alerts=alerts or None)
     rules = parse_rules(rules_text) if rules_text is not None else load_rules()
     return AlertService(settings, store, clock, rules)
@@ -76,25 +77,40 @@ def test_default_rules_load_and_cover_the_three_signals() -> None:
     assert all(r.window == "5min" for r in rules.rules)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("rules: [{name: a, scope: tickr, window: 5min, when: ['count > 1']}]",
-     "rule 'a', field 'scope': scope entry 'tickr'"),
-    ("rules: [{name: a, scope: ticker, window: 5min, when: ['count >> 1']}]", "must read 'METRIC OP NUMBER'"),
-    ("rules: [{name: a, scope: ticker, window: 5min, when: ['fear > 1']}]", "'count', 'mean_sentiment'"),
-    ("rules: [{name: a, scope: ticker, window: 7 parsecs, when: ['count > 1']}]", "field 'window'"),
-    ("rules: [{name: a, scope: ticker, window: 5min, when: ['count > 1'], severity: high}]",
-     "'info', 'warning' or 'critical' (got 'high')"),
-    ("rules: [{name: a, scope: ticker, window: 5min, when: ['count > 1'], for: soon}]", "'soon' is not a duration"),
-    ("rules: [{name: a, scope: ticker, window: 5min, when: ['count > 1'], channels: [pager]}]",
-     "channel(s) pager not defined under 'channels'"),
-    ("rules: [{name: a, scope: ticker, window: 5min, when: ['count > 1'], colour: red}]", "field 'colour': unknown"),
-    ("rules: [{name: a, scope: ticker, window: 5min, when: ['count > 1']}, {name: a, scope: market, window: 1h, "
-     "when: ['count > 1']}]", "repeated: a"),
-    ("channels: {x: {type: pager}}\nrules: []", "'webhook', 'slack', 'email', 'log'"),
-    ("rules: [{name: a, scope: ticker, window: 5min, when: ['__import__(\"os\") > 1']}]", "METRIC OP NUMBER"),
-    ("- just a list", "must be a mapping"),
-    ("rules: [unclosed", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "rules: [{name: a, scope: tickr, window: 5min, when: ['count > 1']}]",
+            "rule 'a', field 'scope': scope entry 'tickr'",
+        ),
+        ("rules: [{name: a, scope: ticker, window: 5min, when: ['count >> 1']}]", "must read 'METRIC OP NUMBER'"),
+        ("rules: [{name: a, scope: ticker, window: 5min, when: ['fear > 1']}]", "'count', 'mean_sentiment'"),
+        ("rules: [{name: a, scope: ticker, window: 7 parsecs, when: ['count > 1']}]", "field 'window'"),
+        (
+            "rules: [{name: a, scope: ticker, window: 5min, when: ['count > 1'], severity: high}]",
+            "'info', 'warning' or 'critical' (got 'high')",
+        ),
+        ("rules: [{name: a, scope: ticker, window: 5min, when: ['count > 1'], for: soon}]", "'soon' is not a duration"),
+        (
+            "rules: [{name: a, scope: ticker, window: 5min, when: ['count > 1'], channels: [pager]}]",
+            "channel(s) pager not defined under 'channels'",
+        ),
+        (
+            "rules: [{name: a, scope: ticker, window: 5min, when: ['count > 1'], colour: red}]",
+            "field 'colour': unknown",
+        ),
+        (
+            "rules: [{name: a, scope: ticker, window: 5min, when: ['count > 1']}, {name: a, scope: market, window: 1h, "
+            "when: ['count > 1']}]",
+            "repeated: a",
+        ),
+        ("channels: {x: {type: pager}}\nrules: []", "'webhook', 'slack', 'email', 'log'"),
+        ("rules: [{name: a, scope: ticker, window: 5min, when: ['__import__(\"os\") > 1']}]", "METRIC OP NUMBER"),
+        ("- just a list", "must be a mapping"),
+        ("rules: [unclosed", "not valid YAML"),
+    ],
+)
 def test_rule_errors_name_the_file_rule_field_and_what_is_allowed(text: str, expected: str) -> None:
     with pytest.raises(RulesError) as info:
         parse_rules(text, "my-rules.yaml")
@@ -168,9 +184,18 @@ def test_repeat_interval_silences_and_acks(sqlite_url: str) -> None:
         assert len(astore.notifications(conn)) == 3  # acknowledged: no more repeats
 
     with store.engine.begin() as conn:
-        astore.add_silence(conn, {"rule": None, "key": f"ticker:{HOT}", "starts_at": clock.now(),
-                                  "ends_at": clock.now() + timedelta(hours=2), "created_by": "t", "comment": "",
-                                  "created_at": clock.now()})
+        astore.add_silence(
+            conn,
+            {
+                "rule": None,
+                "key": f"ticker:{HOT}",
+                "starts_at": clock.now(),
+                "ends_at": clock.now() + timedelta(hours=2),
+                "created_by": "t",
+                "comment": "",
+                "created_at": clock.now(),
+            },
+        )
     transitions = run(service, clock, BURST_START + timedelta(minutes=11), BURST_END + timedelta(minutes=20))
     assert [t["state"] for t in transitions] == ["resolved"]  # the state changes...
     with store.engine.connect() as conn:
@@ -215,14 +240,32 @@ class Mailbox:
 @pytest.fixture
 def smtp_server(tmp_path: Path) -> Iterator[tuple[Controller, Mailbox, Path]]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext",
-                    "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     mailbox = Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port(), tls_context=context,
-                            require_starttls=True)
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port(), tls_context=context, require_starttls=True)
     controller.start()
     yield controller, mailbox, cert
     controller.stop()
@@ -252,8 +295,12 @@ rules:
 
 
 def test_notifications_reach_webhook_slack_and_smtp_while_a_broken_channel_retries(
-        sqlite_url: str, http_server: ThreadingHTTPServer, smtp_server: tuple[Controller, Mailbox, Path],
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    sqlite_url: str,
+    http_server: ThreadingHTTPServer,
+    smtp_server: tuple[Controller, Mailbox, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     controller, mailbox, cert = smtp_server
     base_url = f"http://127.0.0.1:{http_server.server_port}"
     monkeypatch.setenv("T_HOOK_URL", f"{base_url}/hook/secret-token-123")
@@ -262,14 +309,17 @@ def test_notifications_reach_webhook_slack_and_smtp_while_a_broken_channel_retri
     monkeypatch.delenv("T_UNSET_URL", raising=False)
     store = load_feed(sqlite_url)
     clock = ManualClock(BASE)
-    service = service_for(sqlite_url, store, clock, notify_rules(controller.port, cert), retry_max_attempts=3,
-                          retry_base_s=30.0)
+    service = service_for(
+        sqlite_url, store, clock, notify_rules(controller.port, cert), retry_max_attempts=3, retry_base_s=30.0
+    )
     run(service, clock, BURST_START, BURST_END + timedelta(minutes=15))
 
     received = http_server.received  # type: ignore[attr-defined]
     hooks = [body for path, body in received if path.startswith("/hook/")]
     assert [(b["kind"], [a["key"] for a in b["alerts"]]) for b in hooks] == [
-        ("firing", [f"ticker:{HOT}"]), ("resolved", [f"ticker:{HOT}"])]
+        ("firing", [f"ticker:{HOT}"]),
+        ("resolved", [f"ticker:{HOT}"]),
+    ]
     assert hooks[0]["alerts"][0]["severity"] == "critical" and hooks[0]["alerts"][0]["window"]["count"] >= 5
     slack = [body for path, body in received if path.startswith("/slack/")]
     assert len(slack) == 2 and "FIRING: hot-news" in slack[0]["text"] and slack[0]["attachments"][0]["title"]
@@ -290,14 +340,16 @@ def test_notifications_reach_webhook_slack_and_smtp_while_a_broken_channel_retri
     assert "secret-token" not in everything  # secrets never logged nor stored
 
 
-def test_daily_digest_and_the_scheduler_run_without_news(sqlite_url: str, http_server: ThreadingHTTPServer,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_daily_digest_and_the_scheduler_run_without_news(
+    sqlite_url: str, http_server: ThreadingHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("T_HOOK_URL", f"http://127.0.0.1:{http_server.server_port}/digest")
     store = load_feed(sqlite_url)
     clock = ManualClock(BURST_START + timedelta(minutes=1))
     rules = "channels: {hook: {type: webhook, url_env: T_HOOK_URL}}\n" + REPEAT_RULES
-    service = service_for(sqlite_url, store, clock, rules, evaluate_every_s=0.2, dispatch_every_s=0.2,
-                          digest_channels=["hook"])
+    service = service_for(
+        sqlite_url, store, clock, rules, evaluate_every_s=0.2, dispatch_every_s=0.2, digest_channels=["hook"]
+    )
     scheduler = start_scheduler(service)
     try:
         deadline = time.monotonic() + 20
@@ -333,18 +385,30 @@ def test_cli_lists_silences_and_acks(sqlite_url: str) -> None:
     assert all(a["state"] in ("pending", "firing", "resolved") and a["resolved_at"] is None for a in hot)
     assert all(a["started_at"].endswith("Z") for a in listed)
 
-    result = runner.invoke(cli, ["alerts", "ack", "--rule", "volume-spike", "--key", f"ticker:{HOT}", "--by", "me"],
-                           env=env)
+    result = runner.invoke(
+        cli, ["alerts", "ack", "--rule", "volume-spike", "--key", f"ticker:{HOT}", "--by", "me"], env=env
+    )
     assert result.exit_code == 0 and json.loads(result.output) == {"acknowledged": 1}
     result = runner.invoke(cli, ["alerts", "silence", "--key", f"ticker:{HOT}", "--for", "30min"], env=env)
     assert result.exit_code == 0 and json.loads(result.output)["key"] == f"ticker:{HOT}"
     result = runner.invoke(cli, ["alerts", "silence", "--for", "soon", "--rule", "x"], env=env)
     assert result.exit_code != 0 and "not a duration" in result.output
 
-    windows = json.loads(runner.invoke(cli, ["windows", "--key", f"ticker:{HOT}", "--size", "5min", "--json"],
-                                       env=env).output)
-    assert set(windows[0]) == {"window_start", "window_end", "count", "mean_sentiment", "negative_share",
-                               "neutral_share", "positive_share", "sentiment_index", "volume_z", "sentiment_z"}
+    windows = json.loads(
+        runner.invoke(cli, ["windows", "--key", f"ticker:{HOT}", "--size", "5min", "--json"], env=env).output
+    )
+    assert set(windows[0]) == {
+        "window_start",
+        "window_end",
+        "count",
+        "mean_sentiment",
+        "negative_share",
+        "neutral_share",
+        "positive_share",
+        "sentiment_index",
+        "volume_z",
+        "sentiment_z",
+    }
     assert windows[0]["volume_z"] is None and windows[-1]["volume_z"] is not None  # null until defined
     assert windows[0]["window_start"] == BASE.isoformat().replace("+00:00", "Z")
     bad = runner.invoke(cli, ["windows", "--key", "market", "--size", "5 parsecs"], env=env)
@@ -356,8 +420,11 @@ def test_alerts_of_one_rule_firing_together_are_grouped_into_one_notification(sq
 
     store = Store(sqlite_url)
     store.create_schema()
-    feed = [item(f"{t}-{j}", t, BURST_START + timedelta(seconds=20 * j), "negative") for t in ("AAA", "BBB")
-            for j in range(8)]
+    feed = [
+        item(f"{t}-{j}", t, BURST_START + timedelta(seconds=20 * j), "negative")
+        for t in ("AAA", "BBB")
+        for j in range(8)
+    ]
     feed.append(item("calm-1", "CCC", BURST_START, "positive"))
     processor = AggregateProcessor(load_settings(None, store_url=sqlite_url), store, ManualClock(BASE))
     processor.process([Record("news.scored", 0, i, None, encode(s)) for i, s in enumerate(feed)])
@@ -365,7 +432,11 @@ def test_alerts_of_one_rule_firing_together_are_grouped_into_one_notification(sq
     service = service_for(sqlite_url, store, clock, REPEAT_RULES)
     transitions = service.evaluate()
     assert sorted((t["key"], t["state"]) for t in transitions) == [
-        ("ticker:AAA", "firing"), ("ticker:AAA", "pending"), ("ticker:BBB", "firing"), ("ticker:BBB", "pending")]
+        ("ticker:AAA", "firing"),
+        ("ticker:AAA", "pending"),
+        ("ticker:BBB", "firing"),
+        ("ticker:BBB", "pending"),
+    ]
     with store.engine.connect() as conn:
         notes = astore.notifications(conn)
     assert len(notes) == 1  # one message for the group (rule, kind) on the one channel

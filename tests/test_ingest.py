@@ -118,8 +118,12 @@ def feed_server() -> Iterator[FeedServer]:
     state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
     state.routes["/robots.txt"] = Route(ROBOTS.encode(), "text/plain")
     state.serve_fixture("/rss.xml", "market_wire.rss.xml", etag='"mw-v1"')
-    state.serve_fixture("/atom.xml", "exchange_notices.atom.xml", content_type="application/atom+xml",
-                        last_modified="Mon, 06 Jan 2025 15:00:00 GMT")
+    state.serve_fixture(
+        "/atom.xml",
+        "exchange_notices.atom.xml",
+        content_type="application/atom+xml",
+        last_modified="Mon, 06 Jan 2025 15:00:00 GMT",
+    )
     state.serve_fixture("/api/news.json", "desk_api.json", content_type="application/json")
     state.serve_fixture("/nocache.xml", "market_wire.rss.xml")
     state.serve_fixture("/tracking.xml", "tracking_variants.rss.xml")
@@ -145,8 +149,10 @@ JSON_FEED = {
 
 def feeds_file(tmp_path: Path, server: FeedServer, feeds: list[dict[str, Any]], **top: Any) -> Path:
     """Write a feeds file; a feed's `path` is turned into a URL on the test server."""
-    entries = [{k: v for k, v in f.items() if k != "path"} | ({"url": server.base + f["path"]} if "path" in f else {})
-               for f in feeds]
+    entries = [
+        {k: v for k, v in f.items() if k != "path"} | ({"url": server.base + f["path"]} if "path" in f else {})
+        for f in feeds
+    ]
     path = tmp_path / "feeds.yaml"
     path.write_text(yaml.safe_dump({"min_host_interval_s": 0, **top, "feeds": entries}), encoding="utf-8")
     return path
@@ -164,8 +170,9 @@ def ingestor(settings: Settings, config: IngestConfig, **kwargs: Any) -> Ingesto
     return Ingestor(settings, config, clock=ManualClock(NOW), **kwargs)
 
 
-def test_rss_atom_and_json_items_land_in_news_raw(broker: Any, sqlite_url: str, tmp_path: Path,
-                                                  feed_server: FeedServer) -> None:
+def test_rss_atom_and_json_items_land_in_news_raw(
+    broker: Any, sqlite_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
     settings = make_settings(broker.bootstrap, sqlite_url)
     config = config_for(tmp_path, feed_server, [
         {"name": "market-wire", "path": "/rss.xml", "ticker_fields": ["finmon_tickers", "tags"],
@@ -198,11 +205,13 @@ def test_rss_atom_and_json_items_land_in_news_raw(broker: Any, sqlite_url: str, 
     assert agents == {user_agent()} and user_agent().startswith("finmon/")
 
 
-def test_conditional_get_second_poll_is_not_modified(broker: Any, sqlite_url: str, tmp_path: Path,
-                                                     feed_server: FeedServer) -> None:
+def test_conditional_get_second_poll_is_not_modified(
+    broker: Any, sqlite_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
     settings = make_settings(broker.bootstrap, sqlite_url)
-    config = config_for(tmp_path, feed_server, [{"name": "etag", "path": "/rss.xml"},
-                                                {"name": "last-modified", "path": "/atom.xml"}])
+    config = config_for(
+        tmp_path, feed_server, [{"name": "etag", "path": "/rss.xml"}, {"name": "last-modified", "path": "/atom.xml"}]
+    )
     with ingestor(settings, config) as ing:
         first = ing.run_once()
         second = ing.run_once()
@@ -212,8 +221,9 @@ def test_conditional_get_second_poll_is_not_modified(broker: Any, sqlite_url: st
     assert topic_count(settings, settings.kafka.topics.raw) == 5
 
 
-def test_duplicates_are_dropped_across_a_restart(broker: Any, store_url: str, tmp_path: Path,
-                                                 feed_server: FeedServer) -> None:
+def test_duplicates_are_dropped_across_a_restart(
+    broker: Any, store_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
     settings = make_settings(broker.bootstrap, store_url)
     # /nocache.xml sends no validators, so the second process really re-reads every entry.
     config = config_for(tmp_path, feed_server, [{"name": "wire", "path": "/nocache.xml"}])
@@ -246,21 +256,24 @@ def test_a_crash_between_publish_and_mark_seen_republishes_never_loses(
     assert len(ids) == 6 and len(set(ids)) == 3  # the same three ids twice; the sink keeps one copy
 
 
-def test_tracking_parameter_variants_dedupe_to_one_item(broker: Any, sqlite_url: str, tmp_path: Path,
-                                                        feed_server: FeedServer) -> None:
+def test_tracking_parameter_variants_dedupe_to_one_item(
+    broker: Any, sqlite_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
     settings = make_settings(broker.bootstrap, sqlite_url)
     config = config_for(tmp_path, feed_server, [{"name": "variants", "path": "/tracking.xml"}])
     with ingestor(settings, config) as ing:
         [result] = ing.run_once()
     assert (result.fetched, result.new, result.duplicates) == (4, 2, 2)
     urls = sorted(item.url for item in raw_items(settings))
-    assert urls == ["https://news.example.com/markets/acme-guidance",
-                    "https://news.example.com/markets/globex-dividend?id=7"]
+    assert urls == [
+        "https://news.example.com/markets/acme-guidance",
+        "https://news.example.com/markets/globex-dividend?id=7",
+    ]
 
 
-def test_broken_feeds_are_reported_and_do_not_stop_good_ones(broker: Any, sqlite_url: str, tmp_path: Path,
-                                                            feed_server: FeedServer,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_broken_feeds_are_reported_and_do_not_stop_good_ones(
+    broker: Any, sqlite_url: str, tmp_path: Path, feed_server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="monitor.ingest")
     settings = make_settings(broker.bootstrap, sqlite_url)
     config = config_for(tmp_path, feed_server, [
@@ -275,8 +288,12 @@ def test_broken_feeds_are_reported_and_do_not_stop_good_ones(broker: Any, sqlite
         results = {r.feed: r for r in ing.run_once()}
         assert time.monotonic() - started < 2.5  # the slow feed was cut at its timeout, not awaited
         assert results["good"].new == 3 and results["good"].errors == 0
-        for name, kind in [("server-error", "http_500"), ("garbage", "not an RSS/Atom feed"),
-                           ("slow", "timeout"), ("no-such-host", "dns")]:
+        for name, kind in [
+            ("server-error", "http_500"),
+            ("garbage", "not an RSS/Atom feed"),
+            ("slow", "timeout"),
+            ("no-such-host", "dns"),
+        ]:
             assert results[name].errors == 1 and kind in (results[name].error or ""), results[name]
             assert any(f"feed {name} (" in record.getMessage() for record in caplog.records), name
         # A failed feed backs off (skipped until its next interval) while good feeds keep polling.
@@ -289,11 +306,13 @@ def test_broken_feeds_are_reported_and_do_not_stop_good_ones(broker: Any, sqlite
     assert topic_count(settings, settings.kafka.topics.raw) == 5
 
 
-def test_robots_txt_disallow_is_honoured(broker: Any, sqlite_url: str, tmp_path: Path,
-                                         feed_server: FeedServer) -> None:
+def test_robots_txt_disallow_is_honoured(broker: Any, sqlite_url: str, tmp_path: Path, feed_server: FeedServer) -> None:
     settings = make_settings(broker.bootstrap, sqlite_url)
-    config = config_for(tmp_path, feed_server, [{"name": "private", "path": "/private/feed.xml"},
-                                                {"name": "public", "path": "/rss.xml"}])
+    config = config_for(
+        tmp_path,
+        feed_server,
+        [{"name": "private", "path": "/private/feed.xml"}, {"name": "public", "path": "/rss.xml"}],
+    )
     with ingestor(settings, config) as ing:
         private, public = ing.run_once()
         ing.run_once()
@@ -303,11 +322,14 @@ def test_robots_txt_disallow_is_honoured(broker: Any, sqlite_url: str, tmp_path:
     assert feed_server.paths().count("/robots.txt") == 1  # cached per host
 
 
-def test_per_host_rate_limit_spaces_requests(broker: Any, sqlite_url: str, tmp_path: Path,
-                                             feed_server: FeedServer) -> None:
+def test_per_host_rate_limit_spaces_requests(
+    broker: Any, sqlite_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
     settings = make_settings(broker.bootstrap, sqlite_url)
-    feeds = [{"name": name, "path": path} for name, path in
-             [("a", "/rss.xml"), ("b", "/atom.xml"), ("c", "/tracking.xml"), ("d", "/nocache.xml")]]
+    feeds = [
+        {"name": name, "path": path}
+        for name, path in [("a", "/rss.xml"), ("b", "/atom.xml"), ("c", "/tracking.xml"), ("d", "/nocache.xml")]
+    ]
     config = config_for(tmp_path, feed_server, feeds, min_host_interval_s=0.4)
     with ingestor(settings, config) as ing:
         results = ing.run_once()  # four threads race for the same host
@@ -318,8 +340,9 @@ def test_per_host_rate_limit_spaces_requests(broker: Any, sqlite_url: str, tmp_p
     assert min(gaps) >= 0.38, gaps
 
 
-def test_article_text_extraction_behind_a_flag(broker: Any, sqlite_url: str, tmp_path: Path,
-                                               feed_server: FeedServer) -> None:
+def test_article_text_extraction_behind_a_flag(
+    broker: Any, sqlite_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
     pytest.importorskip("trafilatura")
     settings = make_settings(broker.bootstrap, sqlite_url)
     config = config_for(tmp_path, feed_server, [{"name": "long-reads", "path": "/long.xml"}])
@@ -330,11 +353,13 @@ def test_article_text_extraction_behind_a_flag(broker: Any, sqlite_url: str, tmp
     assert "open offices in three new countries" in item.body and "Sign in" not in item.body
 
 
-def test_cli_once_prints_a_json_summary_per_feed(broker: Any, sqlite_url: str, tmp_path: Path,
-                                                 feed_server: FeedServer) -> None:
+def test_cli_once_prints_a_json_summary_per_feed(
+    broker: Any, sqlite_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
     settings = make_settings(broker.bootstrap, sqlite_url)
-    path = feeds_file(tmp_path, feed_server, [{"name": "wire", "path": "/rss.xml"},
-                                              {"name": "broken", "path": "/broken"}])
+    path = feeds_file(
+        tmp_path, feed_server, [{"name": "wire", "path": "/rss.xml"}, {"name": "broken", "path": "/broken"}]
+    )
     result = CliRunner().invoke(command, ["--config", str(path), "--once"], obj=settings)
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -343,12 +368,19 @@ def test_cli_once_prints_a_json_summary_per_feed(broker: Any, sqlite_url: str, t
     assert "http_500" in lines[1]["error"]
 
 
-def test_sigterm_stops_the_scheduled_scraper_cleanly(broker: Any, sqlite_url: str, tmp_path: Path,
-                                                     feed_server: FeedServer) -> None:
+def test_sigterm_stops_the_scheduled_scraper_cleanly(
+    broker: Any, sqlite_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
     settings = make_settings(broker.bootstrap, sqlite_url)
     path = feeds_file(tmp_path, feed_server, [{"name": "wire", "path": "/rss.xml", "interval_s": 1}])
-    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "ingest", "--config", str(path)], cwd=REPO,
-                            env=settings_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", "ingest", "--config", str(path)],
+        cwd=REPO,
+        env=settings_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: topic_count(settings, settings.kafka.topics.raw) == 3, timeout=60)
         wait_for(lambda: feed_server.conditional_hits.get("/rss.xml", 0) >= 1, timeout=30, every=0.2)
@@ -390,5 +422,6 @@ def test_shipped_example_feeds_file_is_valid() -> None:
 def test_url_normalisation() -> None:
     assert clean_url("HTTPS://Example.COM:443/a?b=2&utm_source=x&a=1#top") == "https://example.com/a?a=1&b=2"
     assert canonical_url("http://www.example.com/a?fbclid=1") == canonical_url("https://example.com/a")
-    assert redact("https://u:pw@api.example.com/v1?apikey=s3cret&q=acme") == \
-        "https://api.example.com/v1?apikey=***&q=acme"
+    assert (
+        redact("https://u:pw@api.example.com/v1?apikey=s3cret&q=acme") == "https://api.example.com/v1?apikey=***&q=acme"
+    )

@@ -54,16 +54,25 @@ class Entry:
 
 def scored(entry: Entry) -> ScoredItem:
     neg, neu, pos = (p / 1000 for p in entry.probs)
-    item = RawItem(id=entry.item_id, title=f"headline {entry.item_id}", published_at=BASE + timedelta(
-        minutes=entry.minute), tickers=(entry.ticker,))
-    return ScoredItem(item=item, topic=entry.topic, topic_probs={entry.topic: 1.0}, sentiment=entry.label,
-                      sentiment_probs={"negative": neg, "neutral": neu, "positive": pos}, model_version="t",
-                      scored_at=BASE)
+    item = RawItem(
+        id=entry.item_id,
+        title=f"headline {entry.item_id}",
+        published_at=BASE + timedelta(minutes=entry.minute),
+        tickers=(entry.ticker,),
+    )
+    return ScoredItem(
+        item=item,
+        topic=entry.topic,
+        topic_probs={entry.topic: 1.0},
+        sentiment=entry.label,
+        sentiment_probs={"negative": neg, "neutral": neu, "positive": pos},
+        model_version="t",
+        scored_at=BASE,
+    )
 
 
 def window_settings(url: str, grace_min: float = 20.0) -> Settings:
-    windows = {"sizes": SIZES, "grace": timedelta(minutes=grace_min), "baseline_windows": 4,
-               "min_baseline_windows": 2}
+    windows = {"sizes": SIZES, "grace": timedelta(minutes=grace_min), "baseline_windows": 4, "min_baseline_windows": 2}
     return load_settings(None, store_url=url, windows=windows)
 
 
@@ -96,8 +105,16 @@ def reference_windows(entries: list[Entry], size: str, n_base: int, min_base: in
         for key in ("market", f"topic:{e.topic}", f"ticker:{e.ticker}"):
             last = np.floor(e.minute / hop_min) * hop_min
             for k in range(int(size_min // hop_min)):
-                rows.append({"key": key, "start": last - k * hop_min, "label": e.label, "score": score,
-                             "conf": conf, "cs": conf * score})
+                rows.append(
+                    {
+                        "key": key,
+                        "start": last - k * hop_min,
+                        "label": e.label,
+                        "score": score,
+                        "conf": conf,
+                        "cs": conf * score,
+                    }
+                )
     frame = pd.DataFrame(rows)
     grouped = frame.groupby(["key", "start"])
     out = grouped.agg(count=("score", "size"), mean_sentiment=("score", "mean"), cs=("cs", "sum"), conf=("conf", "sum"))
@@ -105,8 +122,9 @@ def reference_windows(entries: list[Entry], size: str, n_base: int, min_base: in
         out[f"{label}_share"] = grouped["label"].apply(lambda s, lab=label: float((s == lab).mean()))
     out["sentiment_index"] = out["cs"] / out["conf"]
     out = out.reset_index()
-    out["volume_z"], out["sentiment_z"] = zip(*(_ref_z(out, r, hop_min, n_base, min_base) for r in out.itertuples()),
-                                              strict=True)
+    out["volume_z"], out["sentiment_z"] = zip(
+        *(_ref_z(out, r, hop_min, n_base, min_base) for r in out.itertuples()), strict=True
+    )
     return out
 
 
@@ -137,8 +155,15 @@ def assert_windows_equal(store: Store, accepted: list[Entry]) -> None:
         merged = ref.merge(ours, on=["key", "start"], how="outer", suffixes=("_ref", ""), indicator=True)
         assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"][["key", "start", "_merge"]]
         assert (merged["count_ref"] == merged["count"]).all()
-        for col in ("mean_sentiment", "negative_share", "neutral_share", "positive_share", "sentiment_index",
-                    "volume_z", "sentiment_z"):
+        for col in (
+            "mean_sentiment",
+            "negative_share",
+            "neutral_share",
+            "positive_share",
+            "sentiment_index",
+            "volume_z",
+            "sentiment_z",
+        ):
             a, b = merged[f"{col}_ref"].astype(float), merged[col].astype(float)
             assert ((a - b).abs() < 1e-5).fillna(False).where(a.notna(), b.isna()).all(), (size, col)
 
@@ -146,8 +171,9 @@ def assert_windows_equal(store: Store, accepted: list[Entry]) -> None:
 # --- delivering a stream -------------------------------------------------------------------------------
 
 
-def deliver(processor: AggregateProcessor, logs: dict[int, list[Entry]], rng: random.Random,
-            crash_chance: float) -> list[Any]:
+def deliver(
+    processor: AggregateProcessor, logs: dict[int, list[Entry]], rng: random.Random, crash_chance: float
+) -> list[Any]:
     """Interleave partitions in random batches; sometimes rewind to an earlier offset (a crash)."""
     payloads = {p: [encode(scored(e)) for e in log] for p, log in logs.items()}
     position = dict.fromkeys(logs, 0)
@@ -156,8 +182,10 @@ def deliver(processor: AggregateProcessor, logs: dict[int, list[Entry]], rng: ra
         batch = []
         for p in logs:
             take = rng.randint(0, 6)
-            batch += [Record(TOPIC, p, o, b"k", payloads[p][o]) for o in range(position[p],
-                                                                               min(position[p] + take, len(logs[p])))]
+            batch += [
+                Record(TOPIC, p, o, b"k", payloads[p][o])
+                for o in range(position[p], min(position[p] + take, len(logs[p])))
+            ]
             position[p] = min(position[p] + take, len(logs[p]))
         out += processor.process(batch)
         if rng.random() < crash_chance:
@@ -190,10 +218,12 @@ def _dedupe_ids(logs: dict[int, list[Entry]]) -> dict[int, list[Entry]]:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(logs=st.dictionaries(st.integers(0, 2), st.lists(entries, max_size=25), min_size=1, max_size=3),
-       seed=st.integers(0, 2**16), grace=st.sampled_from([5.0, 30.0, 1000.0]))
-def test_random_streams_equal_the_brute_force_reference(logs: dict[int, list[Entry]], seed: int,
-                                                        grace: float) -> None:
+@given(
+    logs=st.dictionaries(st.integers(0, 2), st.lists(entries, max_size=25), min_size=1, max_size=3),
+    seed=st.integers(0, 2**16),
+    grace=st.sampled_from([5.0, 30.0, 1000.0]),
+)
+def test_random_streams_equal_the_brute_force_reference(logs: dict[int, list[Entry]], seed: int, grace: float) -> None:
     logs = _dedupe_ids(logs)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{Path(tmp) / 'w.db'}")
@@ -221,9 +251,16 @@ def fixed_logs(n: int, seed: int) -> dict[int, list[Entry]]:
     logs: dict[int, list[Entry]] = {0: [], 1: []}
     for i in range(n):
         minute = i * 0.5 + rng.uniform(-8, 8) + (-120 if i % 37 == 36 else 0)  # a few far too late
-        logs[i % 2].append(Entry(f"n{i}", round(minute, 3), rng.choice(["negative", "neutral", "positive"]),
-                                 rng.choice([(700, 200, 100), (100, 300, 600), (250, 500, 250)]),
-                                 TICKERS[i % 3], rng.choice(["earnings", "m&a"])))
+        logs[i % 2].append(
+            Entry(
+                f"n{i}",
+                round(minute, 3),
+                rng.choice(["negative", "neutral", "positive"]),
+                rng.choice([(700, 200, 100), (100, 300, 600), (250, 500, 250)]),
+                TICKERS[i % 3],
+                rng.choice(["earnings", "m&a"]),
+            )
+        )
     return logs
 
 
@@ -263,8 +300,10 @@ def test_bad_records_are_dead_lettered_and_the_batch_goes_on(sqlite_url: str) ->
 def test_from_scratch_engine_equals_reference() -> None:
     logs = fixed_logs(400, seed=11)
     accepted = reference_accepted(logs, 1e9)
-    frame = items_frame([item_values(scored(e)) for e in accepted],
-                        [("market", f"topic:{e.topic}", f"ticker:{e.ticker}") for e in accepted])
+    frame = items_frame(
+        [item_values(scored(e)) for e in accepted],
+        [("market", f"topic:{e.topic}", f"ticker:{e.ticker}") for e in accepted],
+    )
     result = compute_windows(frame, [parse_spec(s) for s in SIZES], Baseline(4, 2, 1.0, 0.05))
     for size in SIZES:
         ours = result[result["size"] == parse_spec(size).label].copy()
@@ -281,9 +320,19 @@ def test_from_scratch_engine_equals_reference() -> None:
 
 def test_specs_parse_and_explain_what_is_allowed() -> None:
     assert [parse_spec(s).label for s in ("5min", "1h", "1D", "24h", "1h/15min", "90s")] == [
-        "5min", "1h", "1d", "1d", "1h/15min", "90s"]
-    for bad, hint in (("5 parsecs", "pandas alias"), ("1h/7min", "multiple of the hop"), ("", "empty"),
-                      ("0s", "positive")):
+        "5min",
+        "1h",
+        "1d",
+        "1d",
+        "1h/15min",
+        "90s",
+    ]
+    for bad, hint in (
+        ("5 parsecs", "pandas alias"),
+        ("1h/7min", "multiple of the hop"),
+        ("", "empty"),
+        ("0s", "positive"),
+    ):
         with pytest.raises(WindowError, match=hint):
             parse_spec(bad)
 
@@ -293,11 +342,22 @@ def test_keys_come_from_tickers_cashtags_and_an_extendable_dictionary(tmp_path: 
     extra.write_text("Northwind Energy: NWND\n", encoding="utf-8")
     cfg = load_settings(None, windows={"companies_file": str(extra), "companies": {"Quorum Medical": "QMED"}}).windows
     extractor = KeyExtractor(company_dictionary(cfg))
-    item = RawItem(id="x", title="Apple and Northwind Energy rally, $tsla flat; Quorum Medical slips; apple pie",
-                   published_at=BASE, tickers=("IBM",))
+    item = RawItem(
+        id="x",
+        title="Apple and Northwind Energy rally, $tsla flat; Quorum Medical slips; apple pie",
+        published_at=BASE,
+        tickers=("IBM",),
+    )
     sc = ScoredItem(item, "markets", {}, "neutral", {"negative": 0.2, "neutral": 0.6, "positive": 0.2}, "t", BASE)
-    assert extractor.keys(sc) == ("market", "topic:markets", "ticker:IBM", "ticker:TSLA", "ticker:AAPL",
-                                  "ticker:NWND", "ticker:QMED")
+    assert extractor.keys(sc) == (
+        "market",
+        "topic:markets",
+        "ticker:IBM",
+        "ticker:TSLA",
+        "ticker:AAPL",
+        "ticker:NWND",
+        "ticker:QMED",
+    )
     bad = tmp_path / "bad.yaml"
     bad.write_text("Acme: not a ticker!\n", encoding="utf-8")
     with pytest.raises(WindowError, match="is not a ticker"):
