@@ -3,7 +3,9 @@ a local HTTP server (webhook, Slack format) and a local aiosmtpd SMTP server wit
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import ssl
 import subprocess
 import threading
@@ -442,3 +444,61 @@ def test_alerts_of_one_rule_firing_together_are_grouped_into_one_notification(sq
     assert len(notes) == 1  # one message for the group (rule, kind) on the one channel
     assert [a["key"] for a in notes[0]["payload"]["alerts"]] == ["ticker:AAA", "ticker:BBB"]
     assert notes[0]["payload"]["title"] == "FIRING: surge (2): ticker:AAA, ticker:BBB"
+
+
+@pytest.fixture
+def hanging_server() -> Iterator[int]:
+    """Accepts connections and never answers: a notification endpoint that hangs."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for sock in [*held, listener]:
+        sock.close()
+
+
+def test_a_hanging_endpoint_times_out_without_blocking_the_other_channels(
+    sqlite_url: str, http_server: ThreadingHTTPServer, hanging_server: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("T_HOOK_URL", f"http://127.0.0.1:{http_server.server_port}/hook/x")
+    monkeypatch.setenv("T_HANG_URL", f"http://127.0.0.1:{hanging_server}/hang")
+    rules = """
+channels:
+  hang: {type: webhook, url_env: T_HANG_URL}
+  hook: {type: webhook, url_env: T_HOOK_URL}
+rules:
+  - name: hot-news
+    scope: [ticker]
+    window: 5min
+    when: ["negative_share >= 0.6"]
+    min_count: 5
+    for: 2min
+    severity: critical
+    channels: [hang, hook]
+"""
+    store = load_feed(sqlite_url)
+    clock = ManualClock(BASE)
+    service = service_for(sqlite_url, store, clock, rules, http_timeout_s=1.0, retry_max_attempts=2, retry_base_s=60.0)
+    started = time.monotonic()
+    run(service, clock, BURST_START, BURST_END + timedelta(minutes=15))
+    elapsed = time.monotonic() - started
+    hooks = [body for path, body in http_server.received if path.startswith("/hook/")]  # type: ignore[attr-defined]
+    assert [b["kind"] for b in hooks] == ["firing", "resolved"]  # the healthy channel got everything
+    with store.engine.connect() as conn:
+        hung = [n for n in astore.notifications(conn) if n["channel"] == "hang"]
+    assert hung and all(n["status"] in ("pending", "failed") and n["last_error"] for n in hung)
+    assert any("timed out" in n["last_error"].lower() or "timeout" in n["last_error"].lower() for n in hung)
+    assert elapsed < 30  # each attempt is cut at http_timeout_s: a hung endpoint cannot stall the stage
