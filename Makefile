@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/finmon up --feed demo --speed 3600
 
-test: install services tools
+# CI runs exactly this (`.ci/run`): lint first (seconds), then the whole suite.
+test: install services tools lint
 	$(BIN)/pytest -q -ra
 
 # Debian packages the tests use: chromium (the dashboard's real-browser test, driven by Playwright; no browser
