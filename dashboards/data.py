@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import queries as q
-from dashboards.state import store
+from dashboards.state import EMPTY_HINT, TimeWindow, store, time_controls
 
 TTL = 5
 
@@ -103,3 +103,13 @@ def evidence(store_url: str, key: str, start: datetime, end: datetime) -> pd.Dat
 @st.cache_data(ttl=TTL, show_spinner=False)
 def workers(store_url: str) -> pd.DataFrame:
     return q.workers(store().engine)
+
+
+def page_window() -> TimeWindow | None:
+    """The sidebar's time range and window size over the store's data, or None (with a hint) when it is empty."""
+    low, latest = time_bounds(url())
+    if latest is None:
+        st.info(EMPTY_HINT)
+        return None
+    window = time_controls(latest, tuple(window_sizes(url())) or ("5min", "1h", "1D"))
+    return window if window.start is not None else TimeWindow(low, latest, window.size)

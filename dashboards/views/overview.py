@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboards import charts, data
 from dashboards.queries import movers
-from dashboards.state import EMPTY_HINT, TimeWindow, store_error, time_controls
+from dashboards.state import TimeWindow, store_error
 
 
 def _headline(market, window: TimeWindow) -> None:
@@ -56,13 +56,9 @@ def _movers(window: TimeWindow) -> None:
 def render() -> None:
     st.title("Overview")
     try:
-        low, latest = data.time_bounds(data.url())
-        if latest is None:
-            st.info(EMPTY_HINT)
+        window = data.page_window()
+        if window is None:
             return
-        window = time_controls(latest, tuple(data.window_sizes(data.url())) or ("5min", "1h", "1D"))
-        if window.start is None:
-            window = TimeWindow(low, latest, window.size)
 
         @st.fragment(run_every="10s")
         def live() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import charts, data
-from dashboards.state import EMPTY_HINT, TimeWindow, store_error, time_controls
+from dashboards.state import TimeWindow, store_error
 
 
 def _pick(window: TimeWindow) -> str | None:
@@ -54,12 +54,9 @@ def _body(symbol: str, window: TimeWindow) -> None:
 def render() -> None:
     st.title("Ticker")
     try:
-        low, latest = data.time_bounds(data.url())
-        if latest is None:
-            st.info(EMPTY_HINT)
+        window = data.page_window()
+        if window is None:
             return
-        window = time_controls(latest, tuple(data.window_sizes(data.url())) or ("5min", "1h", "1D"))
-        window = window if window.start is not None else TimeWindow(low, latest, window.size)
         symbol = _pick(window)
         if symbol is None:
             return
