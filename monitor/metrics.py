@@ -25,6 +25,8 @@ LAG = Gauge("finmon_consumer_lag", "High-water mark minus position, per assigned
             ["stage", "topic", "partition"])
 TRANSIENT = Counter("finmon_transient_failures_total", "Retried failures (store or broker unavailable)",
                     ["stage", "kind"])
+NOTIFICATIONS = Counter("finmon_notifications_total", "Notification attempts by channel and outcome",
+                        ["channel", "outcome"])
 COMMIT_FAILURES = Counter("finmon_commit_failures_total", "Offset commits that failed (rebalance or broker)",
                           ["stage"])
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
+from prometheus_client import generate_latest
 
 from monitor.alerts.errors import RulesError
 from monitor.alerts.rules import load_rules, parse_rules
@@ -502,3 +503,5 @@ rules:
     assert hung and all(n["status"] in ("pending", "failed") and n["last_error"] for n in hung)
     assert any("timed out" in n["last_error"].lower() or "timeout" in n["last_error"].lower() for n in hung)
     assert elapsed < 30  # each attempt is cut at http_timeout_s: a hung endpoint cannot stall the stage
+    exposed = generate_latest().decode()  # ...and the failures are visible in the metrics
+    assert 'finmon_notifications_total{channel="hang",outcome="failed"}' in exposed

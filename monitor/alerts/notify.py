@@ -21,6 +21,7 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
 
+from monitor import metrics
 from monitor.alerts.errors import NotifyError
 from monitor.alerts.rules import EmailChannel, LogChannel, RuleSet, SlackChannel, WebhookChannel
 from monitor.clock import Clock
@@ -138,8 +139,10 @@ class Dispatcher:
                                   "under 'channels'", permanent=True)
             send(note["channel"], channel, note["payload"], self.cfg.http_timeout_s)
         except Exception as exc:  # one channel's failure must not stop the others
+            metrics.NOTIFICATIONS.labels(note["channel"], "failed").inc()
             self._failed(note, attempts, exc)
             return False
+        metrics.NOTIFICATIONS.labels(note["channel"], "sent").inc()
         self._record(note["id"], {"status": "sent", "attempts": attempts, "sent_at": self.clock.now(),
                                   "last_error": None})
         return True
