@@ -1,15 +1,18 @@
 """Replay scored items through the live windows and alert code in event time, on a throw-away store.
 
-The clock is the feed's own time, stepped in multiples of `step` (UTC-epoch aligned, like the windows). Two
-equivalent ways to feed the real `WindowAggregator` before the real `AlertEvaluator` runs at each tick:
+The clock is the feed's own time, stepped in multiples of `step` (UTC-epoch aligned, like the windows); the
+real `AlertEvaluator` runs at `t - 1 microsecond` for each tick `t`, the last instant of the step, so that a
+window ending at `t` is complete yet still in view for one more step (a `for: 5min` rule on a 5-minute window
+can fire, as it does live where evaluation runs every few seconds). Two equivalent ways to feed the real
+`WindowAggregator`:
 
-- interleaved (always exact): before evaluating at tick `t`, apply every item with event time before `t`;
-  the rules see exactly the windows the live monitor would have had at `t`, never a later item;
+- interleaved (always exact): before evaluating at `t - 1 us`, apply every item with event time before `t`;
+  the rules see exactly the windows the live monitor would have had then, never a later item;
 - prefilled (the fast path, used when every rule reads a tumbling window whose size divides `step`): apply
-  all items first in big batches, then evaluate at `t - 1 microsecond`. The windows in view then are the one
-  ending at `t` and the one before it; neither holds an item from `t` on, and a window's metrics and z-score
-  depend only on itself and earlier windows, so the rules again see what live would have seen. It costs
-  one aggregate transaction per `max_batch` items instead of one per non-empty `step`.
+  all items first in big batches. The windows in view at `t - 1 us` are the one ending at `t` and earlier
+  ones; none holds an item from `t` on, and a window's metrics and z-score depend only on itself and earlier
+  windows, so the rules see the same windows as interleaved. It costs one aggregate transaction per
+  `max_batch` items instead of one per non-empty step (tests/test_backtest.py checks both agree).
 
 Ticks where nothing can change are skipped: while no alert is pending or firing, the clock jumps to the tick
 after the next item (see `_following`). One partition in event order means no late items.
@@ -72,11 +75,15 @@ def next_tick(when: datetime, step: timedelta) -> datetime:
 class EventTimeReplay:
     """Feeds items to the aggregator and evaluates the rules tick by tick."""
 
-    def __init__(self, store: Store, cfg: WindowSettings, rules: RuleSet, step: timedelta) -> None:
+    def __init__(self, store: Store, cfg: WindowSettings, rules: RuleSet, step: timedelta,
+                 prefill: bool | None = None) -> None:
+        """`prefill=None` picks the fast path when it is exact; False forces the interleaved one (tests)."""
         self.aggregator = WindowAggregator(store, rule_windows(cfg, rules), TOPIC)
         self.evaluator = AlertEvaluator(store, rules)
         self.step, self.max_batch = step, cfg.max_batch
-        self.prefill = can_prefill(rules, step)
+        if prefill and not can_prefill(rules, step):
+            raise ValueError("prefill needs tumbling rule windows whose sizes divide the step")
+        self.prefill = can_prefill(rules, step) if prefill is None else prefill
         self.active: set[tuple[str, str]] = set()
         self.stats = StreamStats(mode="prefilled" if self.prefill else "interleaved")
 
@@ -94,7 +101,7 @@ class EventTimeReplay:
                     self._apply(items, done, upto)
                 bar.update(upto - done)
                 done = upto
-                self._evaluate(tick - _TICK if self.prefill else tick)
+                self._evaluate(tick - _TICK)
                 following = self._following(tick, times, done)
                 if following is None:
                     return self.stats
