@@ -105,7 +105,7 @@ def render_card(metrics: dict[str, Any]) -> str:
         "Per-class results: `classification_report_<head>.txt`, `confusion_matrix_<head>.png`, `metrics.json`.",
         "",
         "## Reproduce",
-        "Training (paths as used for this run; add `--export-split DIR` to write the held-out rows), then",
+        "Training command (paths as used for this run; `--export-split DIR` writes the held-out rows), then",
         "`finmon evaluate --task topic|sentiment --data DIR/<task>_validation.csv --model OUTPUT_DIR`:",
         "",
         "```",
