@@ -35,13 +35,18 @@ def _int8_lines(metrics: dict[str, Any]) -> list[str]:
     agree = metrics.get("int8_agreement")
     if not agree:
         return []
-    lines = ["", "Dynamic int8 quantisation (`load_classifier(quantize=True)`, CPU) vs fp32 on the same held-out "
-             f"texts (n={agree['n']}): topic agreement {agree['topic_agreement']:.4f}, sentiment agreement "
-             f"{agree['sentiment_agreement']:.4f}, largest probability change {agree['max_abs_prob_diff']:.4f}."]
+    lines = [
+        "",
+        "Dynamic int8 quantisation (`load_classifier(quantize=True)`, CPU) vs fp32 on the same held-out "
+        f"texts (n={agree['n']}): topic agreement {agree['topic_agreement']:.4f}, sentiment agreement "
+        f"{agree['sentiment_agreement']:.4f}, largest probability change {agree['max_abs_prob_diff']:.4f}.",
+    ]
     if "rescored_fraction" in agree:
-        lines.append(f"The int8 engine re-scores low-margin texts in fp32 ({agree['rescored_fraction']:.1%} of these "
-                     f"texts); pure int8 agrees on {agree['raw_topic_agreement']:.4f} (topic) and "
-                     f"{agree['raw_sentiment_agreement']:.4f} (sentiment).")
+        lines.append(
+            f"The int8 engine re-scores low-margin texts in fp32 ({agree['rescored_fraction']:.1%} of these "
+            f"texts); pure int8 agrees on {agree['raw_topic_agreement']:.4f} (topic) and "
+            f"{agree['raw_sentiment_agreement']:.4f} (sentiment)."
+        )
     return lines
 
 

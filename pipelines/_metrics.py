@@ -54,7 +54,12 @@ def plot_confusion(matrix: list[list[int]], labels: Sequence[str], title: str, p
     for (i, j), value in np.ndenumerate(counts):
         if value:
             ax.text(
-                j, i, str(int(value)), ha="center", va="center", fontsize=6,
+                j,
+                i,
+                str(int(value)),
+                ha="center",
+                va="center",
+                fontsize=6,
                 color="white" if norm[i, j] > 0.5 else "black",
             )
     ax.set_xlabel("predicted")

@@ -79,8 +79,15 @@ def test_engine_equals_plain_forward_pass(engine: Engine) -> None:
 
 def test_predictions_keep_input_order_whatever_the_batching(engine: Engine) -> None:
     many = HEADLINES * 20
-    small_budget = Engine(engine.model, engine.tokenizer, engine.config, version="t", device=engine.device,
-                          max_batch_tokens=64, chunk_size=7)
+    small_budget = Engine(
+        engine.model,
+        engine.tokenizer,
+        engine.config,
+        version="t",
+        device=engine.device,
+        max_batch_tokens=64,
+        chunk_size=7,
+    )
     a = engine.predict(many)
     b = small_budget.predict(many)
     assert [p.topic for p in a] == [p.topic for p in b]
@@ -109,8 +116,9 @@ def test_long_text_is_truncated_to_the_model_limit(engine: Engine) -> None:
     ids = engine._tokenize([long_text])[0]
     assert len(ids) == engine.max_length
     truncated = engine.tokenizer.decode(ids[1:-1])
-    assert engine.predict([long_text])[0].topic_probs == pytest.approx(engine.predict([truncated])[0].topic_probs,
-                                                                       abs=1e-5)
+    assert engine.predict([long_text])[0].topic_probs == pytest.approx(
+        engine.predict([truncated])[0].topic_probs, abs=1e-5
+    )
 
 
 def test_empty_input_list(engine: Engine) -> None:

@@ -61,14 +61,25 @@ def test_sentiment_json_contract_and_consistency(tmp_path: Path) -> None:
 def test_topic_with_column_mapping_jsonl_and_reports(tmp_path: Path) -> None:
     path = tmp_path / "topic.jsonl"
     pd.DataFrame(TOPIC, columns=["headline", "topic"]).to_json(path, orient="records", lines=True)
-    code, out = invoke("--task", "topic", "--data", str(path), "--text-col", "headline", "--label-col", "topic",
-                       "--report-dir", str(tmp_path / "reports"))
+    code, out = invoke(
+        "--task",
+        "topic",
+        "--data",
+        str(path),
+        "--text-col",
+        "headline",
+        "--label-col",
+        "topic",
+        "--report-dir",
+        str(tmp_path / "reports"),
+    )
     assert code == 0, out
     assert "accuracy" in out and "Fed | Central Banks" in out and "confusion matrix" in out
     assert (tmp_path / "reports" / "classification_report_topic_topic.txt").is_file()
     assert (tmp_path / "reports" / "confusion_matrix_topic_topic.png").stat().st_size > 1000
-    code, out = invoke("--task", "topic", "--data", str(path), "--text-col", "headline", "--label-col", "topic",
-                       "--json")
+    code, out = invoke(
+        "--task", "topic", "--data", str(path), "--text-col", "headline", "--label-col", "topic", "--json"
+    )
     metrics = json.loads(out)
     assert len(metrics["labels"]) == 20 and len(metrics["confusion_matrix"]) == 20
     assert metrics["per_class"]["Fed | Central Banks"]["support"] == 2
@@ -85,7 +96,8 @@ def test_compute_metrics_known_values() -> None:
 def test_errors_name_the_problem_and_the_fix(tmp_path: Path) -> None:
     path = tmp_path / "sent.csv"
     pd.DataFrame([("Stocks up", "bullish"), ("Stocks down", "Negative")], columns=["text", "label"]).to_csv(
-        path, index=False)
+        path, index=False
+    )
     code, out = invoke("--task", "sentiment", "--data", str(path))
     assert code != 0 and "2 unknown sentiment label(s)" in out and "negative, neutral, positive" in out
     code, out = invoke("--task", "sentiment", "--data", str(path), "--label-col", "sentiment")

@@ -51,22 +51,59 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     topic_rows().to_parquet(root / "topic.parquet")
     (root / "topics.txt").write_text("\n".join(TOPICS) + "\n", encoding="utf-8")
     out, split = root / "model", root / "split"
-    result = CliRunner().invoke(command, [
-        "--sentiment-data", str(root / "sent.jsonl"), "--sentiment-text-col", "headline",
-        "--sentiment-label-col", "sentiment", "--topic-data", str(root / "topic.parquet"),
-        "--topic-text-col", "body", "--topic-label-col", "category", "--topic-labels", str(root / "topics.txt"),
-        "--validation-fraction", "0.25", "--epochs", "1", "--batch-size", "8", "--threads", "2",
-        "--lora-r", "4", "--lora-alpha", "8", "--output-dir", str(out), "--export-split", str(split),
-    ])
+    result = CliRunner().invoke(
+        command,
+        [
+            "--sentiment-data",
+            str(root / "sent.jsonl"),
+            "--sentiment-text-col",
+            "headline",
+            "--sentiment-label-col",
+            "sentiment",
+            "--topic-data",
+            str(root / "topic.parquet"),
+            "--topic-text-col",
+            "body",
+            "--topic-label-col",
+            "category",
+            "--topic-labels",
+            str(root / "topics.txt"),
+            "--validation-fraction",
+            "0.25",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--threads",
+            "2",
+            "--lora-r",
+            "4",
+            "--lora-alpha",
+            "8",
+            "--output-dir",
+            str(out),
+            "--export-split",
+            str(split),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return root, out, split
 
 
 def test_training_writes_every_artifact(trained: tuple[Path, Path, Path]) -> None:
     _, out, _ = trained
-    for name in ("finmon_config.json", "heads.safetensors", "adapter/adapter_config.json",
-                 "adapter/adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "metrics.json",
-                 "README.md", "classification_report_topic.txt", "classification_report_sentiment.txt"):
+    for name in (
+        "finmon_config.json",
+        "heads.safetensors",
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "metrics.json",
+        "README.md",
+        "classification_report_topic.txt",
+        "classification_report_sentiment.txt",
+    ):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     for head in ("topic", "sentiment"):
         assert (out / f"confusion_matrix_{head}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -106,12 +143,22 @@ def test_unknown_labels_and_missing_columns_fail_with_a_fix(tmp_path: Path) -> N
     bad = sentiment_rows().rename(columns={"headline": "text", "sentiment": "label"})
     bad.loc[0, "label"] = "bullish"
     bad.to_csv(tmp_path / "bad.csv", index=False)
-    result = CliRunner().invoke(command, ["--sentiment-data", str(tmp_path / "bad.csv"),
-                                          "--output-dir", str(tmp_path / "m")])
+    result = CliRunner().invoke(
+        command, ["--sentiment-data", str(tmp_path / "bad.csv"), "--output-dir", str(tmp_path / "m")]
+    )
     assert result.exit_code != 0
     assert "unknown sentiment label" in result.output and "'bullish'" in result.output
-    result = CliRunner().invoke(command, ["--sentiment-data", str(tmp_path / "bad.csv"), "--sentiment-text-col",
-                                          "headline", "--output-dir", str(tmp_path / "m")])
+    result = CliRunner().invoke(
+        command,
+        [
+            "--sentiment-data",
+            str(tmp_path / "bad.csv"),
+            "--sentiment-text-col",
+            "headline",
+            "--output-dir",
+            str(tmp_path / "m"),
+        ],
+    )
     assert result.exit_code != 0 and "missing column(s) ['headline']" in result.output
     result = CliRunner().invoke(command, ["--output-dir", str(tmp_path / "m")])
     assert result.exit_code != 0 and "nothing to train on" in result.output
