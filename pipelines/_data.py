@@ -15,15 +15,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-READERS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "json",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+from monitor.errors import SourceError
+from monitor.sources import files
 
 
 @dataclass
@@ -36,17 +29,17 @@ class Split:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV, TSV, JSONL, JSON or Parquet file into a DataFrame."""
-    if not path.is_file():
-        raise click.BadParameter(f"data file {path} does not exist; pass an existing CSV, JSONL or Parquet file")
-    kind = READERS.get(path.suffix.lower())
-    if kind is None:
-        raise click.BadParameter(f"{path}: unsupported file type {path.suffix!r}; use one of {sorted(READERS)}")
-    if kind in ("csv", "tsv"):
-        return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", keep_default_na=False, dtype=str)
-    if kind == "parquet":
-        return pd.read_parquet(path)
-    return pd.read_json(path, lines=kind == "jsonl", dtype=False)
+    """Read a CSV, TSV, JSONL, JSON or Parquet file with the same reader as replay and backtest; labelled data
+    must be whole, so a JSONL line that is not a JSON object is an error here rather than a dead letter."""
+    unparsed: list[bytes] = []
+    try:
+        frame = files.read_table(path, unparsed)
+    except SourceError as exc:
+        raise click.BadParameter(f"data file {exc}") from exc
+    if unparsed:
+        raise click.BadParameter(f"{path}: {len(unparsed)} line(s) are not JSON objects (first: "
+                                 f"{unparsed[0][:80]!r}); fix or remove them")
+    return frame
 
 
 def read_topic_labels(path: Path) -> list[str]:
