@@ -43,7 +43,9 @@ def _lags(settings: Settings, marks: dict[TopicPartition, int]) -> dict[str, int
         group = group_name(settings, stage)
         consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=group, enable_auto_commit=False)
         try:
-            lags[group] = sum(mark - (consumer.committed(tp) or 0) for tp, mark in marks.items() if tp.topic in topics)
+            # The marks were read a moment earlier than the commits: a busy group can be past them; that is 0 lag.
+            lags[group] = sum(max(mark - (consumer.committed(tp) or 0), 0) for tp, mark in marks.items()
+                              if tp.topic in topics)
         finally:
             consumer.close(autocommit=False)
     return lags
