@@ -31,7 +31,8 @@ def load_feed(path: str | Path, columns: ColumnMap, limits: LimitSettings, limit
     source = FileSource(path, columns)
     records = source.records()[:limit] if limit is not None else source.records()
     feed = Feed(items=[])
-    feed.rejected["malformed_json"] += len(source.unparsed)
+    if source.unparsed:  # JSONL lines that are not JSON objects: live, these are dead-lettered
+        feed.rejected["malformed_json"] += len(source.unparsed)
     for record in records:
         _admit(feed, record, limits)
     if not feed.items:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from monitor.alerts.rules import load_rules
+from monitor.alerts.rules import RuleSet, load_rules
 from monitor.config import Settings
 from monitor.records import RawItem, ScoredItem
 from monitor.sources.files import ColumnMap
@@ -99,7 +99,7 @@ def score_items(cfg: BacktestConfig, settings: Settings, items: list[RawItem], s
             for i, (item, p) in enumerate(zip(items, predictions, strict=True))]
 
 
-def replay_alerts(scored: list[ScoredItem], settings: Settings, rules: Any, cfg: BacktestConfig
+def replay_alerts(scored: list[ScoredItem], settings: Settings, rules: RuleSet, cfg: BacktestConfig
                   ) -> tuple[pd.DataFrame, StreamStats]:
     """Windows and alerts on a temporary SQLite store, thrown away afterwards."""
     with tempfile.TemporaryDirectory(prefix="finmon-backtest-") as tmp:
