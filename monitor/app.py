@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from monitor.clock import Clock, SystemClock
 from monitor.config import Settings
 from monitor.kafka.client import group_name
-from monitor.kafka.stage import StageRunner
+from monitor.kafka.stage import Processor, StageRunner
 from monitor.store import TRANSIENT_ERRORS, Store
 
 STAGES = ("classify", "sink", "aggregate", "alerting")
@@ -22,6 +24,13 @@ def stage_topics(settings: Settings) -> dict[str, list[str]]:
     }
 
 
+def _runner(settings: Settings, stage: str, processor: Processor, clock: Clock, **options: Any) -> StageRunner:
+    """A stage loop over the stage's input topics, as the member of its consumer group."""
+    return StageRunner(
+        settings, processor, stage_topics(settings)[stage], group_name(settings, stage), clock, **options
+    )
+
+
 def build_classify(
     settings: Settings, *, stop_after_idle: float | None = None, clock: Clock | None = None
 ) -> StageRunner:
@@ -33,11 +42,10 @@ def build_classify(
     classifier = load_classifier(
         cfg.model, device=cfg.device, quantize=cfg.quantize, max_batch_tokens=cfg.max_batch_tokens
     )
-    return StageRunner(
+    return _runner(
         settings,
+        "classify",
         ClassifyProcessor(settings, classifier, clock),
-        stage_topics(settings)["classify"],
-        group_name(settings, "classify"),
         clock,
         max_batch=cfg.max_batch,
         max_wait_ms=cfg.max_wait_ms,
@@ -51,11 +59,10 @@ def build_sink(settings: Settings, *, stop_after_idle: float | None = None, cloc
     clock = clock or SystemClock()
     store = Store(settings.store_url)
     store.create_schema()
-    return StageRunner(
+    return _runner(
         settings,
+        "sink",
         SinkProcessor(settings, store, clock),
-        stage_topics(settings)["sink"],
-        group_name(settings, "sink"),
         clock,
         max_batch=1000,
         max_wait_ms=100,
@@ -72,11 +79,10 @@ def build_aggregate(
     clock = clock or SystemClock()
     store = Store(settings.store_url)
     store.create_schema()
-    return StageRunner(
+    return _runner(
         settings,
+        "aggregate",
         AggregateProcessor(settings, store, clock),
-        stage_topics(settings)["aggregate"],
-        group_name(settings, "aggregate"),
         clock,
         max_batch=settings.windows.max_batch,
         max_wait_ms=100,
@@ -98,11 +104,10 @@ def build_alerting(
     service = AlertService(settings, store, alert_clock)
     service.producer = make_producer(settings, client_id="alerting-events")
     scheduler = start_scheduler(service)
-    return StageRunner(
+    return _runner(
         settings,
+        "alerting",
         AlertingProcessor(settings, service, alert_clock, scheduler),
-        stage_topics(settings)["alerting"],
-        group_name(settings, "alerting"),
         clock or SystemClock(),
         max_batch=2000,
         max_wait_ms=200,
