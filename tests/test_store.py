@@ -73,3 +73,27 @@ def test_dead_letters_are_stored_once(store_url: str) -> None:
     assert store.count_dead_letters() == {"not_utf8": 1, "malformed_json": 1}
     rows = {row["src_offset"]: row for row in store.dead_letter_rows()}
     assert bytes(rows[10]["payload"]) == b"\xff\x00"
+
+
+def test_workers_creating_the_schema_at_once_do_not_fail(store_url: str) -> None:
+    import threading
+
+    barrier, errors = threading.Barrier(4), []
+
+    def create() -> None:
+        store = Store(store_url)
+        barrier.wait()
+        try:
+            store.create_schema()
+        except Exception as exc:  # collected: the assertion below shows which
+            errors.append(exc)
+        finally:
+            store.dispose()
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert Store(store_url).count_scored() == 0  # the schema is there and usable

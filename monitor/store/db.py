@@ -7,6 +7,7 @@ item id, dead letters by (stage, source topic, partition, offset).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +60,11 @@ def _sqlite_engine(parsed: Any) -> Engine:
     return engine
 
 
+def _lost_create_race(exc: SQLAlchemyError) -> bool:
+    text = str(exc).lower()
+    return "already exists" in text or "duplicate key" in text
+
+
 def as_utc(when: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; the store only ever writes UTC, so attach it."""
     if when is None:
@@ -78,13 +84,23 @@ class Store:
         """Create missing tables (idempotent)."""
         from monitor.store import heartbeats, prices  # noqa: F401  (lazy: registers their tables)
 
-        try:
-            metadata.create_all(self.engine)
-        except SQLAlchemyError as exc:
-            raise StoreError(
-                f"cannot create the schema in {self.safe_url}: {exc.__class__.__name__}: "
-                f"{str(exc).splitlines()[0]}; check FINMON_STORE_URL and that the database is up"
-            ) from exc
+        for attempt in range(5):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except SQLAlchemyError as exc:
+                # Workers starting together race to create the same tables: the loser sees "already exists"
+                # (SQLite) or a duplicate catalogue key (PostgreSQL); the next pass finds the tables and skips them.
+                if _lost_create_race(exc) and attempt < 4:
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                raise self._schema_error(exc) from exc
+
+    def _schema_error(self, exc: SQLAlchemyError) -> StoreError:
+        return StoreError(
+            f"cannot create the schema in {self.safe_url}: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0]}; check FINMON_STORE_URL and that the database is up"
+        )
 
     @property
     def safe_url(self) -> str:
