@@ -52,9 +52,9 @@ def _sqlite_engine(parsed: Any) -> Engine:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL below may wait for another writer
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
     return engine
@@ -62,7 +62,7 @@ def _sqlite_engine(parsed: Any) -> Engine:
 
 def _lost_create_race(exc: SQLAlchemyError) -> bool:
     text = str(exc).lower()
-    return "already exists" in text or "duplicate key" in text
+    return "already exists" in text or "duplicate key" in text or "database is locked" in text
 
 
 def as_utc(when: datetime | None) -> datetime | None:
