@@ -70,6 +70,32 @@ def reproduce_command(arguments: dict[str, dict[str, Any]]) -> str:
     return " \\\n    ".join(parts)
 
 
+def _pseudo_lines(metrics: dict[str, Any]) -> list[str]:
+    counts = metrics.get("pseudo_labels")
+    if not counts:
+        return []
+    data = metrics["arguments"]["data"]
+    parts = ", ".join(f"{k.replace('_', ' ')}: {v['labelled']}/{v['of']}" for k, v in counts.items())
+    return [
+        f"- Self-training: teacher `{data['pseudo_label_model']}` labelled training rows for the task their file "
+        f"lacks where its probability was >= {data['pseudo_label_threshold']} ({parts}); validation rows are "
+        "gold labels only."
+    ]
+
+
+def _encoder_line(m: dict[str, Any]) -> str:
+    if m["lora_r"] > 0:
+        return (
+            f"- LoRA adapter (r={m['lora_r']}, alpha={m['lora_alpha']}) on every linear layer, merged into the "
+            "encoder at load time."
+        )
+    return (
+        "- Full fine-tune of the transformer layers (embeddings frozen), shipped as the difference from the base "
+        f"encoder quantised to {m.get('delta_bits', 4)} bits per weight (`encoder_delta.safetensors`), added to "
+        "the base weights at load time; the metrics below are measured on the rebuilt weights."
+    )
+
+
 def render_card(metrics: dict[str, Any]) -> str:
     """Markdown model card: what it is, how it was trained, on what data (and licence), how well it does."""
     args = metrics["arguments"]
@@ -83,17 +109,18 @@ def render_card(metrics: dict[str, Any]) -> str:
         "## Model",
         f"- Base encoder: `{metrics['base_model']}` (not copied here; resolved at load time), mean pooling, "
         f"max {m['max_length']} tokens.",
-        f"- LoRA adapter (r={m['lora_r']}, alpha={m['lora_alpha']}) on every linear layer, merged into the "
-        "encoder at load time; two linear heads (topic, sentiment) on the shared embedding, one forward pass.",
+        _encoder_line(m),
+        "- Two linear heads (topic, sentiment) on the shared embedding, one forward pass.",
         f"- Labels: sentiment {', '.join(args.get('sentiment_labels', ['negative', 'neutral', 'positive']))}; "
         f"topics as in `finmon_config.json`.",
         "",
         "## Training",
         f"- Multi-task, masked loss (each row trains only the head it has a label for); AdamW "
-        f"(adapter lr {t['learning_rate']}, heads lr {t['head_learning_rate']}, weight decay {t['weight_decay']}), "
+        f"(encoder lr {t['learning_rate']}, heads lr {t['head_learning_rate']}, weight decay {t['weight_decay']}), "
         f"{t['scheduler']} decay after {t['warmup_ratio']:.0%} warm-up, batch {t['batch_size']}, up to "
         f"{t['epochs']} epochs, early stopping (patience {t['early_stopping_patience']}) on mean macro-F1; "
         f"class weights: topic {t['topic_class_weights']}, sentiment {t['sentiment_class_weights']}; seed {t['seed']}.",
+        *_pseudo_lines(metrics),
         f"- Best evaluation at epoch {best.get('epoch', 'n/a')}; {metrics['train_steps']} steps in "
         f"{metrics['train_seconds'] / 60:.1f} min on {metrics['environment']['device']}.",
         "",

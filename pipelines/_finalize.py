@@ -67,7 +67,7 @@ def finalize(
     model: Any, tokenizer: Any, config: Any, val: list[Any], out_dir: Path, ctx: dict[str, Any]
 ) -> dict[str, Any]:
     """Save, evaluate the saved model, write metrics.json and the model card; return the metrics."""
-    save_model(model, tokenizer, config, out_dir)
+    save_model(model, tokenizer, config, out_dir, delta_bits=ctx["model"].delta_bits)
     engine, results = evaluate_saved(out_dir, val, ctx["training"].device)
     history = ctx["history"]
     metrics = {
@@ -87,6 +87,7 @@ def finalize(
             }
             for sp in ctx["splits"]
         },
+        "pseudo_labels": ctx.get("pseudo_labels"),
         "validation": results,
         "int8_agreement": int8_agreement(out_dir, val) if val else None,
         "history": history.evaluations,

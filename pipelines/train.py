@@ -61,6 +61,16 @@ class DataArguments:
     validation_fraction: float = field(
         default=0.1, metadata={"help": "Share of each file held out for validation, stratified by label."}
     )
+    pseudo_label_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Teacher model (dir or shipped name) that labels each training row for the task its file"
+            " lacks (self-training); train it on the same files, seed and validation fraction."
+        },
+    )
+    pseudo_label_threshold: float = field(
+        default=0.9, metadata={"help": "Teacher probability a pseudo label needs (lower = more, noisier rows)."}
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Cap training rows per task (debugging)."})
     export_split: Path | None = field(
         default=None,
@@ -86,9 +96,18 @@ class ModelArguments:
         },
     )
     name: str = field(default="finmon-minilm", metadata={"help": "Model name (prefix of Classifier.version)."})
-    lora_r: int = field(default=32, metadata={"help": "LoRA rank on every linear layer of the encoder."})
+    lora_r: int = field(
+        default=32,
+        metadata={
+            "help": "LoRA rank on every linear layer of the encoder; 0 = full fine-tune of the transformer layers"
+            " (embeddings frozen), saved as a quantised delta from the base model."
+        },
+    )
     lora_alpha: int = field(default=64, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch."})
+    delta_bits: int = field(
+        default=4, metadata={"help": "Bits per weight of the saved delta of a full fine-tune (4 or 8)."}
+    )
     head_dropout: float = field(default=0.1, metadata={"help": "Dropout before the two heads."})
     max_length: int = field(default=256, metadata={"help": "Token limit; longer texts are truncated."})
 
@@ -184,11 +203,21 @@ def _topics_fallback(data: DataArguments) -> list[str]:
 def build_model(margs: ModelArguments, topics: list[str]) -> tuple[Any, Any, Any]:
     """Base encoder + LoRA adapter + fresh heads, with the tokenizer and the config to save."""
     from monitor.classify.base import SENTIMENT_LABELS
-    from monitor.classify.model import ModelConfig, MultiTaskModel, attach_lora, load_encoder, load_tokenizer
+    from monitor.classify.model import (
+        ModelConfig,
+        MultiTaskModel,
+        attach_lora,
+        freeze_embeddings,
+        load_encoder,
+        load_tokenizer,
+    )
 
     encoder = load_encoder(margs.base_model)
     hidden = int(getattr(encoder.config, "hidden_size"))  # noqa: B009  (config is typed loosely)
-    encoder = attach_lora(encoder, margs.lora_r, margs.lora_alpha, margs.lora_dropout)
+    if margs.lora_r > 0:
+        encoder = attach_lora(encoder, margs.lora_r, margs.lora_alpha, margs.lora_dropout)
+    else:
+        encoder = freeze_embeddings(encoder)
     model = MultiTaskModel(encoder, hidden, len(topics), len(SENTIMENT_LABELS), dropout=margs.head_dropout)
     config = ModelConfig(
         name=margs.name,
@@ -200,18 +229,30 @@ def build_model(margs: ModelArguments, topics: list[str]) -> tuple[Any, Any, Any
     return model, load_tokenizer(None, margs.base_model), config
 
 
+def targets(column: Any, labels: list[str]) -> np.ndarray:
+    """Label names to ids; missing names (no label for this head) become IGNORE."""
+    from pipelines._trainer import IGNORE
+
+    ids = column.map({name: i for i, name in enumerate(labels)})
+    return ids.fillna(IGNORE).to_numpy(dtype=np.int64)
+
+
 def encode_training_rows(splits: list[Split], tokenizer: Any, config: Any) -> Any:
-    """Tokenise all training rows; each row gets its own task's target and IGNORE for the other head."""
+    """Tokenise all training rows; each row gets its own task's target, and for the other head a teacher's
+    pseudo label where there is one, else IGNORE."""
+    from pipelines._pseudo import pseudo_column
     from pipelines._trainer import IGNORE, TrainSet
 
     ids: list[list[int]] = []
     topic_t, sent_t = [], []
     for sp in splits:
-        labels = config.topic_labels if sp.task == "topic" else config.sentiment_labels
-        target = sp.train["label"].map({name: i for i, name in enumerate(labels)}).to_numpy(dtype=np.int64)
-        ignore = np.full(len(target), IGNORE, dtype=np.int64)
-        topic_t.append(target if sp.task == "topic" else ignore)
-        sent_t.append(target if sp.task == "sentiment" else ignore)
+        per_task = {}
+        for task, labels in (("topic", config.topic_labels), ("sentiment", config.sentiment_labels)):
+            column = "label" if task == sp.task else pseudo_column(task)
+            present = column in sp.train.columns
+            per_task[task] = targets(sp.train[column], labels) if present else np.full(len(sp.train), IGNORE)
+        topic_t.append(per_task["topic"])
+        sent_t.append(per_task["sentiment"])
         enc = tokenizer(
             sp.train["text"].tolist(),
             truncation=True,
@@ -256,6 +297,12 @@ def run(data: DataArguments, margs: ModelArguments, targs: TrainingArguments) ->
     prepare_output(targs)
     splits, topics = load_splits(data, targs.seed)
     split_files = {sp.task: export_split(sp, data.export_split) for sp in splits} if data.export_split else {}
+    pseudo = None
+    if data.pseudo_label_model:
+        from pipelines._pseudo import add_pseudo_labels
+
+        threshold = data.pseudo_label_threshold
+        pseudo = add_pseudo_labels(splits, data.pseudo_label_model, threshold, topics, targs.device)
     model, tokenizer, config = build_model(margs, topics)
     train_set = encode_training_rows(splits, tokenizer, config)
     val = [
@@ -277,6 +324,7 @@ def run(data: DataArguments, margs: ModelArguments, targs: TrainingArguments) ->
         "training": targs,
         "splits": splits,
         "split_files": split_files,
+        "pseudo_labels": pseudo,
         "history": history,
         "started": started,
         "fingerprints": {

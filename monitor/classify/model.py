@@ -4,7 +4,8 @@ On disk a finmon model is a small directory, not a full checkpoint, so the shipp
 
     finmon_config.json     name, base model reference, pooling, max length, both label maps
     heads.safetensors      the two linear heads (topic.*, sentiment.*)
-    adapter/               optional PEFT LoRA adapter over the base encoder
+    adapter/               optional PEFT LoRA adapter over the base encoder, or
+    encoder_delta.safetensors  a fully fine-tuned encoder as a quantised difference from the base (delta.py)
     tokenizer files        so a run does not depend on the base model's tokenizer staying the same
     metrics.json, README.md, classification reports and confusion matrices (documentation only)
 
@@ -29,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from monitor.classify.base import SENTIMENT_LABELS
+from monitor.classify.delta import DELTA_FILE, apply_delta, save_delta
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class ModelConfig:
     max_length: int = 256
     hidden_size: int = 384
     adapter: str | None = None
+    delta: str | None = None
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -130,7 +133,8 @@ def content_hash(model_dir: Path, length: int = 12) -> str:
 def _determines_predictions(rel: Path) -> bool:
     if rel.parts[0] == ADAPTER_DIR:
         return rel.name != "README.md"
-    return len(rel.parts) == 1 and (rel.name in (CONFIG_FILE, HEADS_FILE) or rel.name.startswith(_TOKENIZER_PREFIXES))
+    weights = (CONFIG_FILE, HEADS_FILE, DELTA_FILE)
+    return len(rel.parts) == 1 and (rel.name in weights or rel.name.startswith(_TOKENIZER_PREFIXES))
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -222,11 +226,28 @@ def attach_lora(encoder: nn.Module, rank: int, alpha: int, dropout: float) -> nn
     return get_peft_model(encoder, cfg)
 
 
-def save_model(model: MultiTaskModel, tokenizer: Any, config: ModelConfig, out_dir: Path) -> None:
-    """Write config, heads, adapter (if the encoder is a PEFT model) and tokenizer into `out_dir`."""
+def freeze_embeddings(encoder: nn.Module) -> nn.Module:
+    """Full fine-tuning setup: train every transformer layer, keep the (large, vocabulary-sized) embeddings.
+
+    Frozen embeddings keep the saved delta small and protect rare tokens the training data never shows.
+    """
+    embeddings = getattr(encoder, "embeddings", None)
+    if embeddings is not None:
+        embeddings.requires_grad_(False)
+    return encoder
+
+
+def save_model(model: MultiTaskModel, tokenizer: Any, config: ModelConfig, out_dir: Path, delta_bits: int = 4) -> None:
+    """Write config, heads, adapter or encoder delta, and tokenizer into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder: Any = model.encoder
-    if hasattr(encoder, "peft_config"):
+    if not hasattr(encoder, "peft_config"):
+        base = load_encoder(config.base_model)
+        if save_delta(encoder, base, out_dir / DELTA_FILE, bits=delta_bits):
+            config.delta = DELTA_FILE
+        else:
+            (out_dir / DELTA_FILE).unlink(missing_ok=True)  # nothing trained but the heads
+    else:
         for peft_cfg in encoder.peft_config.values():
             # Record the portable reference, not this machine's resolved path.
             peft_cfg.base_model_name_or_path = config.base_model
@@ -248,6 +269,8 @@ def load_model(model_dir: Path, dtype: torch.dtype = torch.float32) -> tuple[Mul
 
         # Merging folds the LoRA deltas into the base weights: inference costs the same as the base model.
         encoder = PeftModel.from_pretrained(encoder, str(model_dir / config.adapter)).merge_and_unload()
+    if config.delta:
+        apply_delta(encoder, model_dir / config.delta)
     model = MultiTaskModel(encoder, config.hidden_size, len(config.topic_labels), len(config.sentiment_labels))
     model.load_heads(load_file(str(model_dir / HEADS_FILE)))
     model.to(dtype).eval()
