@@ -108,6 +108,10 @@ class AlertSettings(BaseModel):
     time_mode: str = Field("wall", pattern="^(wall|stream)$",
                            description="'wall': wall-clock time; 'stream': the stream's event time (replays).")
     evaluate_every_s: float = Field(15.0, gt=0, description="Periodic evaluation interval (APScheduler).")
+    stream_step_s: float = Field(300.0, gt=0,
+                                 description="Stream mode: also evaluate at the end of every step of event time "
+                                             "since the last evaluation, so a replay fires the same alerts at any "
+                                             "speed (like the backtest's --eval-every).")
     dispatch_every_s: float = Field(2.0, gt=0, description="How often pending notifications are (re)tried.")
     retry_max_attempts: int = Field(6, ge=1, description="Attempts per notification before it is marked failed.")
     retry_base_s: float = Field(2.0, gt=0, description="First retry delay; doubles each attempt.")

@@ -71,6 +71,28 @@ def run(service: AlertService, clock: ManualClock, start: datetime, end: datetim
     return transitions
 
 
+
+@pytest.mark.parametrize("jump", [timedelta(minutes=47), timedelta(hours=2)])
+def test_stream_mode_fires_the_same_alerts_whatever_the_replay_speed(store_url: str, jump: timedelta) -> None:
+    """A fast replay moves event time in big jumps; the stream clock ticks through them, so the burst still
+    goes pending -> firing -> resolved (evaluating only at each jump, `for: 5min` would never be met)."""
+    store = load_feed(store_url)
+    clock = ManualClock(BURST_START - timedelta(minutes=30))
+    service = service_for(store_url, store, clock, time_mode="stream", stream_step_s=300)
+    service.evaluate()  # the replay's first batch
+    transitions = []
+    while clock.now() < BURST_END + timedelta(hours=1):
+        clock.set(clock.now() + jump)
+        transitions += service.evaluate()
+    surge = [t["state"] for t in transitions if t["rule"] == "negative-share-surge" and t["key"] == f"ticker:{HOT}"]
+    assert surge == ["pending", "firing", "resolved"]
+    with store.engine.connect() as conn:
+        alert = next(a for a in astore.list_alerts(conn) if a["rule"] == "negative-share-surge")
+    # stamped with event time on the step grid, not with the (much later) time of the jump
+    assert BURST_START < alert["fired_at"] <= BURST_END + timedelta(minutes=5)
+    assert not any(t["key"].startswith(("ticker:QA", "ticker:QB")) for t in transitions)
+
+
 # --- rules ------------------------------------------------------------------------------------------
 
 

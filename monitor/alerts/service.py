@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -22,10 +22,11 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import Settings
 from monitor.store import Store
 from monitor.store import alerts as astore
-from monitor.store.windows import stream_time
+from monitor.store.windows import next_window_start, stream_time
 
 log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INSTANT = timedelta(microseconds=1)
 
 
 class StreamClock:
@@ -56,14 +57,48 @@ class AlertService:
         self.producer: Any = None  # set by the worker; tests may leave it None
         self._lock = threading.Lock()
         self._publish_lock = threading.Lock()  # one publisher at a time: no event sent twice by two threads
+        stream = settings.alerts.time_mode == "stream"
+        self.step = timedelta(seconds=settings.alerts.stream_step_s) if stream else None
+        self._evaluated_to: datetime | None = None
 
     def evaluate(self) -> list[dict[str, Any]]:
         with self._lock:
-            transitions = self.evaluator.evaluate(self.clock.now())
+            now = self.clock.now()
+            transitions = self._catch_up(now) if self.step is not None else []
+            transitions += self.evaluator.evaluate(now)
+            self._evaluated_to = max(now, self._evaluated_to or now)
         if transitions:
             log.info("alerting: %d transition(s): %s", len(transitions),
                      ", ".join(f"{t['rule']}/{t['key']}->{t['state']}" for t in transitions))
         return transitions
+
+    def _catch_up(self, now: datetime) -> list[dict[str, Any]]:
+        """Stream mode: evaluate at the last instant of every step between the previous evaluation and `now`.
+
+        A replay moves event time in jumps (a whole batch of windows at once, hours at high speed); without
+        these ticks a `for: 5min` rule would fire or not depending on the replay speed and batch sizes. As in
+        the backtest, steps where nothing can change (no alert active, no window starting) are skipped.
+        """
+        assert self.step is not None  # noqa: S101  (only called in stream mode)
+        if self._evaluated_to is None or now <= self._evaluated_to:
+            return []
+        sizes = {rule.window for rule in self.rules.rules}
+        transitions: list[dict[str, Any]] = []
+        tick: datetime | None = _next_tick(self._evaluated_to, self.step)
+        while tick is not None and tick <= now:
+            transitions += self.evaluator.evaluate(tick - _INSTANT)
+            tick = tick + self.step if self._any_active() else self._next_change(sizes, tick)
+        return transitions
+
+    def _any_active(self) -> bool:
+        with self.store.engine.connect() as conn:
+            return bool(astore.active_alerts(conn))
+
+    def _next_change(self, sizes: set[str], tick: datetime) -> datetime | None:
+        """With no alert active, nothing changes before the next window starts: the tick after it."""
+        with self.store.engine.connect() as conn:
+            start = next_window_start(conn, sizes, tick - _INSTANT)
+        return None if start is None else _next_tick(start, self.step or timedelta(minutes=5))
 
     def dispatch(self) -> int:
         with self._lock:
@@ -107,6 +142,11 @@ class AlertService:
             self.publish()
         except Exception as exc:  # the broker may be away: events stay in the outbox for the next round
             log.warning("alerting: publishing transitions failed (%s); will retry", exc)
+
+
+def _next_tick(when: datetime, step: timedelta) -> datetime:
+    """The first step boundary (UTC-epoch aligned, like the windows) strictly after `when`."""
+    return EPOCH + ((when - EPOCH) // step + 1) * step
 
 
 def start_scheduler(service: AlertService) -> BackgroundScheduler:

@@ -158,6 +158,13 @@ def windows_in_view(conn: Connection, size: str, at: datetime, lookback_us: int)
             for r in conn.execute(query)]
 
 
+def next_window_start(conn: Connection, sizes: Iterable[str], after: datetime) -> datetime | None:
+    """The earliest start of a window of one of `sizes` that starts after `after` (None if there is none)."""
+    value = conn.execute(select(func.min(windows.c.window_start)).where(
+        windows.c.size.in_(list(sizes)), windows.c.window_start > after)).scalar_one_or_none()
+    return None if value is None else as_utc(value)
+
+
 def stream_time(conn: Connection, topic: str) -> datetime | None:
     """The largest event time the aggregate stage has seen on `topic` (None before any)."""
     value = conn.execute(select(func.max(window_partitions.c.max_t_us)).where(
