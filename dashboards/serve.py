@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,8 @@ def command(settings: Settings, port: int, address: str) -> None:
     """Serve the dashboard until Ctrl-C."""
     click.echo(f"dashboard on http://{address}:{port} reading {settings.store_url}", err=True)
     proc = subprocess.Popen(streamlit_command(port, address), env=dashboard_env(settings))  # noqa: S603
+    # Pass SIGTERM on to streamlit and wait for it: dying alone would leave the server running as an orphan.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: proc.send_signal(signum))
     try:
         sys.exit(proc.wait())
     except KeyboardInterrupt:

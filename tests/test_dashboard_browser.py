@@ -69,6 +69,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+    # SIGTERM to `finmon dashboard` stops the streamlit server it started, not just itself
+    deadline = time.monotonic() + 10
+    while _serving(base) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _serving(base), "the streamlit server outlived `finmon dashboard` after SIGTERM"
+
+
+def _serving(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(base + "/_stcore/health", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
