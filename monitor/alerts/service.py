@@ -79,26 +79,27 @@ class AlertService:
         these ticks a `for: 5min` rule would fire or not depending on the replay speed and batch sizes. As in
         the backtest, steps where nothing can change (no alert active, no window starting) are skipped.
         """
-        assert self.step is not None  # noqa: S101  (only called in stream mode)
+        step = self.step
+        assert step is not None  # noqa: S101  (only called in stream mode)
         if self._evaluated_to is None or now <= self._evaluated_to:
             return []
         sizes = {rule.window for rule in self.rules.rules}
         transitions: list[dict[str, Any]] = []
-        tick: datetime | None = _next_tick(self._evaluated_to, self.step)
+        tick: datetime | None = _next_tick(self._evaluated_to, step)
         while tick is not None and tick <= now:
             transitions += self.evaluator.evaluate(tick - _INSTANT)
-            tick = tick + self.step if self._any_active() else self._next_change(sizes, tick)
+            tick = tick + step if self._any_active() else self._next_change(sizes, tick, step)
         return transitions
 
     def _any_active(self) -> bool:
         with self.store.engine.connect() as conn:
             return bool(astore.active_alerts(conn))
 
-    def _next_change(self, sizes: set[str], tick: datetime) -> datetime | None:
+    def _next_change(self, sizes: set[str], tick: datetime, step: timedelta) -> datetime | None:
         """With no alert active, nothing changes before the next window starts: the tick after it."""
         with self.store.engine.connect() as conn:
             start = next_window_start(conn, sizes, tick - _INSTANT)
-        return None if start is None else _next_tick(start, self.step or timedelta(minutes=5))
+        return None if start is None else _next_tick(start, step)
 
     def dispatch(self) -> int:
         with self._lock:
