@@ -3,8 +3,11 @@ pass a clock they control, so the same code runs in wall-clock and in event time
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+INSTANT = timedelta(microseconds=1)  # the smallest step of time: `t - INSTANT` is the last instant before t
 
 
 class Clock(Protocol):
@@ -38,3 +41,9 @@ def ensure_utc(when: datetime) -> datetime:
     if when.tzinfo is None:
         return when.replace(tzinfo=UTC)
     return when.astimezone(UTC)
+
+
+def next_tick(when: datetime, step: timedelta) -> datetime:
+    """The first `step` boundary (UTC-epoch aligned, like the windows) strictly after `when`: an item at t is
+    seen by the evaluation after t. Event-time evaluation (backtests, stream-mode alerting) ticks on these."""
+    return EPOCH + ((when - EPOCH) // step + 1) * step

@@ -18,15 +18,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor.alerts.lifecycle import AlertEvaluator
 from monitor.alerts.notify import Dispatcher, queue_digest
 from monitor.alerts.rules import RuleSet, load_rules
-from monitor.clock import Clock, SystemClock
+from monitor.clock import EPOCH, INSTANT, Clock, SystemClock, next_tick
 from monitor.config import Settings
 from monitor.store import Store
 from monitor.store import alerts as astore
 from monitor.store.windows import next_window_start, stream_time
 
 log = logging.getLogger(__name__)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_INSTANT = timedelta(microseconds=1)
 
 
 class StreamClock:
@@ -85,9 +83,9 @@ class AlertService:
             return []
         sizes = {rule.window for rule in self.rules.rules}
         transitions: list[dict[str, Any]] = []
-        tick: datetime | None = _next_tick(self._evaluated_to, step)
+        tick: datetime | None = next_tick(self._evaluated_to, step)
         while tick is not None and tick <= now:
-            transitions += self.evaluator.evaluate(tick - _INSTANT)
+            transitions += self.evaluator.evaluate(tick - INSTANT)
             tick = tick + step if self._any_active() else self._next_change(sizes, tick, step)
         return transitions
 
@@ -98,8 +96,8 @@ class AlertService:
     def _next_change(self, sizes: set[str], tick: datetime, step: timedelta) -> datetime | None:
         """With no alert active, nothing changes before the next window starts: the tick after it."""
         with self.store.engine.connect() as conn:
-            start = next_window_start(conn, sizes, tick - _INSTANT)
-        return None if start is None else _next_tick(start, step)
+            start = next_window_start(conn, sizes, tick - INSTANT)
+        return None if start is None else next_tick(start, step)
 
     def dispatch(self) -> int:
         with self._lock:
@@ -143,11 +141,6 @@ class AlertService:
             self.publish()
         except Exception as exc:  # the broker may be away: events stay in the outbox for the next round
             log.warning("alerting: publishing transitions failed (%s); will retry", exc)
-
-
-def _next_tick(when: datetime, step: timedelta) -> datetime:
-    """The first step boundary (UTC-epoch aligned, like the windows) strictly after `when`."""
-    return EPOCH + ((when - EPOCH) // step + 1) * step
 
 
 def start_scheduler(service: AlertService) -> BackgroundScheduler:

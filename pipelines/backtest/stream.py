@@ -23,13 +23,14 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 from tqdm import tqdm
 
 from monitor.alerts.lifecycle import AlertEvaluator
 from monitor.alerts.rules import RuleSet
+from monitor.clock import INSTANT, next_tick
 from monitor.config import WindowSettings
 from monitor.records import ScoredItem
 from monitor.store import Store
@@ -39,8 +40,6 @@ from monitor.windows.aggregator import Delivery, WindowAggregator
 
 TOPIC = "backtest.scored"
 ALERT_COLUMNS = ["id", "rule", "severity", "key", "state", "started_at", "fired_at", "resolved_at", "summary"]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TICK = timedelta(microseconds=1)
 PREFILL_AHEAD = 500  # items applied beyond the current tick per aggregate transaction on the fast path
 
 
@@ -62,15 +61,9 @@ def rule_windows(cfg: WindowSettings, rules: RuleSet) -> WindowSettings:
 
 def can_prefill(rules: RuleSet, step: timedelta) -> bool:
     """True when every rule window is tumbling and ends on every tick (see the module docstring)."""
-    step_us = step // _TICK
+    step_us = step // INSTANT
     specs = [parse_spec(rule.window) for rule in rules.rules]
     return all(spec.tumbling and step_us % spec.size_us == 0 for spec in specs)
-
-
-def next_tick(when: datetime, step: timedelta) -> datetime:
-    """The first step boundary strictly after `when`: an item at t is seen by the evaluation after t."""
-    n = (when - _EPOCH) // step
-    return _EPOCH + (n + 1) * step
 
 
 class EventTimeReplay:
@@ -107,7 +100,7 @@ class EventTimeReplay:
                     applied = end
                 bar.update(upto - done)
                 done = upto
-                self._evaluate(tick - _TICK)
+                self._evaluate(tick - INSTANT)
                 following = self._following(tick, times, done)
                 if following is None:
                     return self.stats
