@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -233,6 +233,26 @@ def test_duplicates_are_dropped_across_a_restart(
         assert [(r.fetched, r.new, r.duplicates) for r in restarted.run_once()] == [(3, 0, 3)]
     assert feed_server.paths().count("/nocache.xml") == 2
     assert topic_count(settings, settings.kafka.topics.raw) == 3
+
+
+def test_dedupe_keys_expire_after_the_retention(
+    broker: Any, store_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
+    settings = make_settings(broker.bootstrap, store_url)
+    config = config_for(tmp_path, feed_server, [{"name": "wire", "path": "/nocache.xml"}], seen_retention_days=30)
+    with ingestor(settings, config) as first:
+        assert [r.new for r in first.run_once()] == [3]
+        kept = first.state.count_seen()
+        assert kept >= 3
+    later = Ingestor(settings, config, clock=ManualClock(NOW + timedelta(days=29)))
+    with later:  # inside the retention: nothing pruned, all duplicates
+        assert [(r.new, r.duplicates) for r in later.run_once()] == [(0, 3)]
+        assert later.state.count_seen() == kept
+    expired = Ingestor(settings, config, clock=ManualClock(NOW + timedelta(days=31)))
+    with expired:  # the keys are forgotten, so the same items are published again (deduped by id downstream)
+        assert expired.prune_seen() == kept
+        assert [r.new for r in expired.run_once()] == [3]
+    assert topic_count(settings, settings.kafka.topics.raw) == 6
 
 
 def test_a_crash_between_publish_and_mark_seen_republishes_never_loses(

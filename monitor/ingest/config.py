@@ -4,6 +4,7 @@
 min_host_interval_s: 1.0          # politeness: at least this long between two requests to one host
 host_intervals: {www.sec.gov: 2}  # per-host overrides
 defaults: {interval_s: 300}       # merged into every feed (a feed's own keys win)
+seen_retention_days: 90           # dedupe keys older than this are pruned
 feeds:
   - name: acme-wire
     url: https://example.com/rss.xml
@@ -76,6 +77,10 @@ class IngestConfig(BaseModel):
     max_backoff_s: float = Field(3600.0, gt=0, description="Longest pause of a failing feed between two polls.")
     robots_ttl_s: float = Field(3600.0, ge=0, description="How long a host's robots.txt is trusted.")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Larger responses are refused.")
+    seen_retention_days: float = Field(
+        90.0, gt=0, description="Dedupe keys older than this are forgotten (pruned at start and daily); keep it"
+        " longer than any feed keeps an item listed, or old items are published again (and deduped by id later)."
+    )
 
     @field_validator("feeds")
     @classmethod

@@ -13,6 +13,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from kafka.errors import KafkaError
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.clock import Clock, SystemClock
 from monitor.config import Settings
@@ -78,17 +79,31 @@ class Ingestor:
             self.fetcher.close()
             self.store.dispose()
             raise
+        self.clock, self.state = clock or SystemClock(), IngestState(self.store.engine)
         self.poller = FeedPoller(
-            config, self.fetcher, IngestState(self.store.engine), self.publisher, clock or SystemClock(),
-            settings.limits, extract=extract,
+            config, self.fetcher, self.state, self.publisher, self.clock, settings.limits, extract=extract,
         )  # fmt: skip
 
     def run_once(self) -> list[PollResult]:
-        """Poll every enabled feed once."""
+        """Poll every enabled feed once (after pruning expired dedupe keys)."""
+        self.prune_seen()
         return self.poller.poll_all(self.config.active)
+
+    def prune_seen(self) -> int:
+        """Drop dedupe keys older than `seen_retention_days`; a store error is logged, not fatal (retried daily)."""
+        cutoff = self.clock.now() - timedelta(days=self.config.seen_retention_days)
+        try:
+            pruned = self.state.prune_seen(cutoff)
+        except SQLAlchemyError as exc:
+            log.warning("ingest: could not prune dedupe keys older than %s: %s", cutoff.isoformat(), exc)
+            return 0
+        if pruned:
+            log.info("ingest: pruned %d dedupe keys first seen before %s", pruned, cutoff.isoformat())
+        return pruned
 
     def run_forever(self) -> None:
         """Poll each feed on its own interval until `stop` is set; in-flight polls finish before returning."""
+        self.prune_seen()
         scheduler = self._scheduler()
         # APScheduler logs every run at INFO; the poller's own one-line result per poll says more.
         logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
@@ -110,6 +125,8 @@ class Ingestor:
                 name=f"poll {feed.name}", max_instances=1, coalesce=True,
                 misfire_grace_time=int(max(feed.interval_s, 1)), next_run_time=_first_run(),
             )  # fmt: skip
+        scheduler.add_job(self.prune_seen, IntervalTrigger(days=1), id="prune-seen", name="prune dedupe keys",
+                          max_instances=1, coalesce=True)
         return scheduler
 
     def close(self) -> None:

@@ -2,7 +2,8 @@
 
 `ingest_seen` — one row per dedupe key (canonical URL, feed guid, content hash) of a published item; keys
     are stored as their SHA-256 so that long URLs fit an indexed column. A key is written only after the item
-    was acknowledged by the broker, so a crash can re-publish (the sink dedupes by id) but never lose.
+    was acknowledged by the broker, so a crash can re-publish (the sink dedupes by id) but never lose. Keys
+    older than the feeds file's `seen_retention_days` are pruned.
 `ingest_feeds` — per feed: the ETag / Last-Modified of the last successful fetch, for conditional GETs.
 """
 
@@ -104,6 +105,12 @@ class IngestState:
         with self.engine.begin() as conn:
             conn.execute(_insert(conn, ingest_seen).on_conflict_do_nothing(index_elements=["key_hash"]),
                          list(rows.values()))
+
+    def prune_seen(self, before: datetime) -> int:
+        """Forget keys first seen before `before`; returns how many. Without this the table grows forever. An
+        item that reappears after its key was pruned is published again and deduped downstream by its id."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(ingest_seen.delete().where(ingest_seen.c.seen_at < before)).rowcount or 0)
 
     def count_seen(self) -> int:
         with self.engine.connect() as conn:
