@@ -96,6 +96,35 @@ def _encoder_line(m: dict[str, Any]) -> str:
     )
 
 
+def _regularisation_lines(t: dict[str, Any]) -> list[str]:
+    """The optional fine-tuning regularisers, when used (older metrics.json files lack the keys)."""
+    parts = []
+    if t.get("layer_lr_decay", 1.0) < 1:
+        parts.append(f"layer-wise lr decay {t['layer_lr_decay']} (each layer below the top trains slower)")
+    if t.get("ema_decay", 0.0) > 0:
+        parts.append(f"the evaluated and saved weights are an exponential moving average (decay {t['ema_decay']})")
+    if t.get("label_smoothing", 0.0) > 0:
+        parts.append(f"label smoothing {t['label_smoothing']}")
+    return [f"- Regularisation: {'; '.join(parts)}."] if parts else []
+
+
+def _split_seed(args: dict[str, Any]) -> Any:
+    seed = args["data"].get("split_seed")
+    return args["training"]["seed"] if seed is None else seed
+
+
+def _soup_lines(metrics: dict[str, Any]) -> list[str]:
+    soup = metrics.get("weight_average")
+    if not soup:
+        return []
+    verdict = "kept" if soup["kept"] else "discarded (this run alone is what ships)"
+    return [
+        f"- Weight average with `{soup['with']}` (same base and validation rows, another seed): mean validation "
+        f"macro-F1 {soup['score_averaged']:.4f} vs {soup['score_alone']:.4f} for this run alone, so the average was "
+        f"{verdict}."
+    ]
+
+
 def render_card(metrics: dict[str, Any]) -> str:
     """Markdown model card: what it is, how it was trained, on what data (and licence), how well it does."""
     args = metrics["arguments"]
@@ -120,13 +149,15 @@ def render_card(metrics: dict[str, Any]) -> str:
         f"{t['scheduler']} decay after {t['warmup_ratio']:.0%} warm-up, batch {t['batch_size']}, up to "
         f"{t['epochs']} epochs, early stopping (patience {t['early_stopping_patience']}) on mean macro-F1; "
         f"class weights: topic {t['topic_class_weights']}, sentiment {t['sentiment_class_weights']}; seed {t['seed']}.",
+        *_regularisation_lines(t),
         *_pseudo_lines(metrics),
+        *_soup_lines(metrics),
         f"- Best evaluation at epoch {best.get('epoch', 'n/a')}; {metrics['train_steps']} steps in "
         f"{metrics['train_seconds'] / 60:.1f} min on {metrics['environment']['device']}.",
         "",
         "## Data",
         *_data_lines(metrics),
-        f"- Validation rows are a seeded ({t['seed']}), label-stratified "
+        f"- Validation rows are a seeded ({_split_seed(args)}), label-stratified "
         f"{args['data']['validation_fraction']:.0%} of each file, never trained on; they were used to pick the "
         "best epoch (early stopping), so the figures below are slightly optimistic.",
         "",

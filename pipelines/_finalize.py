@@ -88,6 +88,7 @@ def finalize(
             for sp in ctx["splits"]
         },
         "pseudo_labels": ctx.get("pseudo_labels"),
+        "weight_average": ctx.get("weight_average"),
         "validation": results,
         "int8_agreement": int8_agreement(out_dir, val) if val else None,
         "history": history.evaluations,

@@ -6,10 +6,12 @@ ignores the row, so datasets that each label only one task train one shared enco
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,7 @@ from pipelines._metrics import compute_metrics
 
 log = logging.getLogger(__name__)
 IGNORE = -100
+LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")
 # Group-by-length: shuffle, then sort within windows of this many batches, to cut padding but stay random.
 LENGTH_GROUP_BATCHES = 50
 
@@ -70,6 +73,8 @@ class Schedule:
     evals_per_epoch: int
     seed: int
     time_budget_minutes: float | None = None
+    layer_lr_decay: float = 1.0
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -139,15 +144,65 @@ class Trainer:
         self.history = History()
         self._started = time.perf_counter()
         self._best_state: dict[str, torch.Tensor] = {}
+        self._ema: dict[str, torch.Tensor] = {}
 
     def trainable(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
 
     def _optimizer(self) -> torch.optim.Optimizer:
         heads = [p for n, p in self.trainable().items() if n.startswith(("topic.", "sentiment."))]
-        encoder = [p for n, p in self.trainable().items() if not n.startswith(("topic.", "sentiment."))]
-        groups = [{"params": encoder, "lr": self.s.learning_rate}, {"params": heads, "lr": self.s.head_learning_rate}]
+        encoder = {n: p for n, p in self.trainable().items() if not n.startswith(("topic.", "sentiment."))}
+        groups = [*self.encoder_groups(encoder), {"params": heads, "lr": self.s.head_learning_rate}]
         return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=self.s.weight_decay)
+
+    def encoder_groups(self, params: dict[str, nn.Parameter]) -> list[dict[str, Any]]:
+        """One parameter group per encoder layer when `layer_lr_decay` < 1: the top layer trains at the full
+        rate and each layer below at `decay` times the one above, so the general-purpose lower layers move
+        least (layer-wise learning-rate decay). Parameters outside the numbered layers count as below layer 0."""
+        def depth(name: str) -> int:
+            found = LAYER_INDEX.search(name)
+            return int(found.group(1)) + 1 if found else 0
+
+        depths = {n: depth(n) for n in params}
+        top = max(depths.values(), default=0)
+        by_depth: dict[int, list[nn.Parameter]] = {}
+        for name, param in params.items():
+            by_depth.setdefault(depths[name] if self.s.layer_lr_decay < 1 else top, []).append(param)
+        return [
+            {"params": ps, "lr": self.s.learning_rate * self.s.layer_lr_decay ** (top - d)}
+            for d, ps in sorted(by_depth.items(), reverse=True)  # top first: the logged lr is group 0
+        ]
+
+    def _update_ema(self) -> None:
+        """Exponential moving average of the trainable weights (a cheap checkpoint average); the decay ramps up
+        over the first steps so early weights don't dominate."""
+        if self.s.ema_decay <= 0:
+            return
+        decay = min(self.s.ema_decay, (1 + self.history.steps) / (10 + self.history.steps))
+        with torch.no_grad():
+            for name, param in self.trainable().items():
+                if name in self._ema:
+                    self._ema[name].lerp_(param.detach(), 1 - decay)
+                else:
+                    self._ema[name] = param.detach().clone()
+
+    @contextlib.contextmanager
+    def _evaluated_weights(self) -> Iterator[None]:
+        """Swap the averaged weights in for evaluation (and best-state snapshots), then swap the raw ones back."""
+        if not self._ema:
+            yield
+            return
+        params = self.trainable()
+        raw = {n: p.detach().clone() for n, p in params.items()}
+        with torch.no_grad():
+            for name, value in self._ema.items():
+                params[name].copy_(value)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, value in raw.items():
+                    params[name].copy_(value)
 
     def fit(self, data: TrainSet, val: Sequence[ValSet]) -> History:
         """Train for up to `epochs`, evaluating `evals_per_epoch` times per epoch; restore the best state."""
@@ -217,6 +272,7 @@ class Trainer:
         optimizer.step()
         sched.step()
         self.history.steps += 1
+        self._update_ema()
         if self.writer is not None and self.history.steps % 10 == 0:
             self.writer.add_scalar("train/loss", loss.item(), self.history.steps)
             self.writer.add_scalar("train/lr", sched.get_last_lr()[0], self.history.steps)
@@ -234,10 +290,18 @@ class Trainer:
             results[vs.task] = compute_metrics(vs.labels, [names[i] for i in probs.argmax(1)], names)
         return results
 
+    @staticmethod
+    def score(results: dict[str, dict[str, Any]]) -> float:
+        """Selection score: mean macro-F1 over the heads, so the small topic classes count."""
+        return float(np.mean([r["macro_f1"] for r in results.values()]))
+
     def _evaluate_and_check(self, epoch: int, fraction: float, val: Sequence[ValSet]) -> bool:
+        with self._evaluated_weights():
+            return self._score_and_keep(epoch, fraction, val)
+
+    def _score_and_keep(self, epoch: int, fraction: float, val: Sequence[ValSet]) -> bool:
         results = self.evaluate(val)
-        # Selection score: mean macro-F1 over the heads, so the small topic classes count.
-        score = float(np.mean([r["macro_f1"] for r in results.values()]))
+        score = self.score(results)
         entry: dict[str, Any] = {"epoch": round(epoch - 1 + fraction, 3), "step": self.history.steps, "score": score}
         for task, r in results.items():
             entry.update({f"{task}_accuracy": r["accuracy"], f"{task}_macro_f1": r["macro_f1"]})
@@ -257,10 +321,11 @@ class Trainer:
                     self.writer.add_scalar(f"val/{key}", value, self.history.steps)
 
     def restore_best(self) -> None:
-        """Load the best evaluated trainable weights back (no-op when nothing was evaluated)."""
-        if not self._best_state:
+        """Load the best evaluated trainable weights back; without evaluations, the weight average if kept."""
+        state = self._best_state or self._ema
+        if not state:
             return
         params = self.trainable()
         with torch.no_grad():
-            for name, value in self._best_state.items():
+            for name, value in state.items():
                 params[name].copy_(value)

@@ -71,6 +71,10 @@ class DataArguments:
     pseudo_label_threshold: float = field(
         default=0.9, metadata={"help": "Teacher probability a pseudo label needs (lower = more, noisier rows)."}
     )
+    split_seed: int | None = field(
+        default=None,
+        metadata={"help": "Seed of the validation split (default: --seed); fix it to vary --seed on the same rows."},
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Cap training rows per task (debugging)."})
     export_split: Path | None = field(
         default=None,
@@ -130,6 +134,16 @@ class TrainingArguments:
     topic_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the topic loss."})
     sentiment_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the sentiment loss."})
     label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of both losses."})
+    layer_lr_decay: float = field(
+        default=1.0,
+        metadata={"help": "Layer-wise learning-rate decay: each encoder layer trains at this times the rate of the"
+                  " one above (1 = one rate for all)."},
+    )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={"help": "Evaluate and save an exponential moving average of the weights with this decay per step"
+                  " (e.g. 0.999; 0 = off)."},
+    )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
     early_stopping_patience: int = field(
         default=2, metadata={"help": "Stop after this many evaluations without a better mean macro-F1 (0 = never)."}
@@ -140,9 +154,20 @@ class TrainingArguments:
         default=None,
         metadata={"help": "Stop after this many minutes of training (evaluating once more, keeping the best)."},
     )
+    average_with: Path | None = field(
+        default=None,
+        metadata={"help": "After training, average the weights with this finmon model (a full fine-tune of the same"
+                  " base validated on the same rows, e.g. another --seed) and keep the mean if it validates higher."},
+    )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N."})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)."})
     tensorboard: bool = field(default=True, metadata={"help": "Write TensorBoard logs to OUTPUT_DIR/runs."})
+
+    def __post_init__(self) -> None:
+        if not 0 < self.layer_lr_decay <= 1:
+            raise click.BadParameter(f"--layer-lr-decay must be in (0, 1], got {self.layer_lr_decay}")
+        if not 0 <= self.ema_decay < 1:
+            raise click.BadParameter(f"--ema-decay must be in [0, 1), got {self.ema_decay} (try 0.999, or 0 for off)")
 
 
 def set_seed(seed: int) -> None:
@@ -295,7 +320,7 @@ def run(data: DataArguments, margs: ModelArguments, targs: TrainingArguments) ->
         torch.set_num_threads(targs.threads)
     set_seed(targs.seed)
     prepare_output(targs)
-    splits, topics = load_splits(data, targs.seed)
+    splits, topics = load_splits(data, targs.seed if data.split_seed is None else data.split_seed)
     split_files = {sp.task: export_split(sp, data.export_split) for sp in splits} if data.export_split else {}
     pseudo = None
     if data.pseudo_label_model:
@@ -304,6 +329,10 @@ def run(data: DataArguments, margs: ModelArguments, targs: TrainingArguments) ->
         threshold = data.pseudo_label_threshold
         pseudo = add_pseudo_labels(splits, data.pseudo_label_model, threshold, topics, targs.device)
     model, tokenizer, config = build_model(margs, topics)
+    if targs.average_with is not None:
+        from pipelines._soup import check_compatible
+
+        check_compatible(targs.average_with, config, splits, margs.lora_r)  # before training, not after
     train_set = encode_training_rows(splits, tokenizer, config)
     val = [
         ValSet(sp.task, sp.validation["text"].tolist(), sp.validation["label"].tolist())
@@ -318,6 +347,11 @@ def run(data: DataArguments, margs: ModelArguments, targs: TrainingArguments) ->
         {v.task: len(v.texts) for v in val},
     )
     history = trainer.fit(train_set, val)
+    soup = None
+    if targs.average_with is not None:
+        from pipelines._soup import average_with
+
+        soup = average_with(trainer, val, targs.average_with)
     context = {
         "data": data,
         "model": margs,
@@ -325,6 +359,7 @@ def run(data: DataArguments, margs: ModelArguments, targs: TrainingArguments) ->
         "splits": splits,
         "split_files": split_files,
         "pseudo_labels": pseudo,
+        "weight_average": soup,
         "history": history,
         "started": started,
         "fingerprints": {

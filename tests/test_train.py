@@ -15,7 +15,7 @@ from safetensors import safe_open
 
 from monitor.classify import load_classifier
 from pipelines._data import stratified_split
-from pipelines._trainer import IGNORE, class_weights, length_grouped_batches, masked_ce
+from pipelines._trainer import IGNORE, Schedule, Trainer, class_weights, length_grouped_batches, masked_ce
 from pipelines.train import command
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -86,6 +86,9 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             str(out),
             "--export-split",
             str(split),
+            # The full fine-tune also exercises layer-wise lr decay and the weight average, so the checks on
+            # metrics.json below prove that the averaged weights are the ones evaluated and saved.
+            *(("--layer-lr-decay", "0.8", "--ema-decay", "0.9") if request.param == 0 else ()),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -209,6 +212,39 @@ def test_masked_loss_class_weights_and_length_grouping() -> None:
     assert spread < 10  # similar lengths together: little padding
 
 
+def _schedule(**overrides: float) -> Schedule:
+    base = dict(epochs=1, batch_size=8, learning_rate=1e-4, head_learning_rate=1e-3, weight_decay=0.0,
+                warmup_ratio=0.0, scheduler="linear", max_grad_norm=1.0, label_smoothing=0.0, topic_loss_weight=1.0,
+                sentiment_loss_weight=1.0, early_stopping_patience=0, evals_per_epoch=1, seed=0)
+    return Schedule(**{**base, **overrides})  # type: ignore[arg-type]
+
+
+def test_layer_wise_lr_decay_and_weight_average() -> None:
+    from pipelines.train import ModelArguments, build_model
+
+    model, tokenizer, config = build_model(ModelArguments(lora_r=0), TOPICS)
+    trainer = Trainer(model, tokenizer, config, _schedule(layer_lr_decay=0.5, ema_decay=0.5), torch.device("cpu"),
+                      (None, None))
+    groups = trainer._optimizer().param_groups
+    encoder_lrs = [g["lr"] for g in groups[:-1]]
+    assert encoder_lrs == pytest.approx([1e-4 * 0.5**k for k in range(6)])  # 6 layers, top at full rate
+    assert groups[-1]["lr"] == 1e-3  # heads
+    flat = Trainer(model, tokenizer, config, _schedule(), torch.device("cpu"), (None, None))
+    assert [g["lr"] for g in flat._optimizer().param_groups] == [1e-4, 1e-3]
+
+    bias = trainer.model.sentiment.bias
+    with torch.no_grad():
+        bias.fill_(0.0)
+    trainer.history.steps = 100  # past the ramp-up: the decay is the configured 0.5
+    trainer._update_ema()  # starts the average at 0
+    with torch.no_grad():
+        bias.fill_(4.0)
+    trainer._update_ema()  # 0.5 * 0 + 0.5 * 4
+    with trainer._evaluated_weights():
+        assert torch.allclose(bias, torch.full_like(bias, 2.0))
+    assert torch.allclose(bias, torch.full_like(bias, 4.0))  # raw weights back for training
+
+
 def _train_args(root: Path, out: Path) -> list[str]:
     return [
         *("--sentiment-data", str(root / "sent.jsonl"), "--sentiment-text-col", "headline"),
@@ -233,6 +269,28 @@ def test_self_training_labels_the_other_task_with_a_teacher(trained: tuple[Path,
     }
     # The teacher was validated on exactly these held-out rows, so nothing leaks and nothing is logged about it.
     assert metrics["validation"]["sentiment"]["n"] == 6 and "Self-training" in (out / "README.md").read_text()
+
+
+def test_weight_average_with_another_seed_on_the_same_rows(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    root, partner, _ = trained
+    args = [a if a != "4" else "0" for a in _train_args(root, tmp_path / "soup")]  # a full fine-tune
+    other_rows = CliRunner().invoke(command, [*args, "--seed", "7", "--average-with", str(partner)])
+    if json.loads((partner / "finmon_config.json").read_text())["adapter"]:  # the LoRA partner is refused
+        assert other_rows.exit_code != 0 and "must be a full fine-tune" in other_rows.output
+        return
+    # --seed 7 alone draws other validation rows: averaging would be judged on rows the partner trained on.
+    assert other_rows.exit_code != 0 and "not validated on this run's" in other_rows.output
+    result = CliRunner().invoke(command, [*args, "--seed", "7", "--split-seed", "42", "--average-with", str(partner)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "soup" / "metrics.json").read_text())
+    soup = metrics["weight_average"]
+    assert soup["with"] == str(partner) and soup["kept"] == (soup["score_averaged"] > soup["score_alone"])
+    # Whichever was kept is what was saved: the saved model's score is the winner's.
+    saved = np.mean([metrics["validation"][t]["macro_f1"] for t in ("topic", "sentiment")])
+    assert saved == pytest.approx(max(soup["score_averaged"], soup["score_alone"]), abs=0.02)
+    theirs = json.loads((partner / "metrics.json").read_text())["data"]
+    assert all(metrics["data"][t]["fingerprints"] == theirs[t]["fingerprints"] for t in ("topic", "sentiment"))
+    assert "Weight average with" in (tmp_path / "soup" / "README.md").read_text()
 
 
 def test_teacher_with_other_topics_is_refused(tmp_path: Path) -> None:
