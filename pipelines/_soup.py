@@ -1,10 +1,11 @@
 """Weight averaging ("model soup") of a finished run with an earlier finmon model.
 
-Two full fine-tunes of the same base encoder, trained with different seeds on the same rows, usually sit in
-one basin of the loss, so the mean of their weights acts like an ensemble of the two at the cost of one
-model. The mean is kept only if it scores higher on the validation rows than the run alone (a greedy soup),
-so it can never make a run worse on them. Both models must have been validated on the same rows, or that
-comparison would reward the other model for rows it trained on.
+Two full fine-tunes of the same base encoder, trained with different seeds on the same rows, can sit in one
+basin of the loss; then the mean of their weights acts like an ensemble of the two at the cost of one model.
+That is not guaranteed (the heads start from different random weights; on the shipped recipe two seeds'
+mean scored lower than either), so the mean is kept only if it scores higher on the validation rows than the
+run alone (a greedy soup), and it can never make a run worse on them. Both models must have been validated
+on the same rows, or that comparison would reward the other model for rows it trained on.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-import torch
 
 from pipelines._data import Split, fingerprint
+from pipelines._trainer import copy_weights
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +54,11 @@ def average_with(trainer: Any, val: list[Any], other_dir: Path) -> dict[str, Any
     own = trainer.trainable()
     single = {n: p.detach().clone() for n, p in own.items()}
     own_score = trainer.score(trainer.evaluate(val))
-    with torch.no_grad():
-        for name, param in own.items():
-            param.copy_((param + other[name].to(param.device)) / 2)
+    copy_weights(own, {n: (w + other[n].detach().to(w.device)) / 2 for n, w in single.items()})
     soup_score = trainer.score(trainer.evaluate(val))
     kept = soup_score > own_score
     if not kept:
-        with torch.no_grad():
-            for name, param in own.items():
-                param.copy_(single[name])
+        copy_weights(own, single)
     log.info("weight average with %s: %.4f vs this run alone %.4f -> %s", other_dir, soup_score, own_score,
              "kept" if kept else "discarded")
     return {"with": str(other_dir), "score_alone": own_score, "score_averaged": soup_score, "kept": kept}

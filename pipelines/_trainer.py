@@ -100,6 +100,13 @@ def class_weights(targets: np.ndarray, n_classes: int, mode: str) -> torch.Tenso
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def copy_weights(params: dict[str, nn.Parameter], state: dict[str, torch.Tensor]) -> None:
+    """Copy `state` tensors into the same-named parameters, in place (no autograd)."""
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value.to(params[name].device))
+
+
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Random batches of similar-length rows."""
     perm = rng.permutation(len(lengths))
@@ -194,15 +201,11 @@ class Trainer:
             return
         params = self.trainable()
         raw = {n: p.detach().clone() for n, p in params.items()}
-        with torch.no_grad():
-            for name, value in self._ema.items():
-                params[name].copy_(value)
+        copy_weights(params, self._ema)
         try:
             yield
         finally:
-            with torch.no_grad():
-                for name, value in raw.items():
-                    params[name].copy_(value)
+            copy_weights(params, raw)
 
     def fit(self, data: TrainSet, val: Sequence[ValSet]) -> History:
         """Train for up to `epochs`, evaluating `evals_per_epoch` times per epoch; restore the best state."""
@@ -322,10 +325,4 @@ class Trainer:
 
     def restore_best(self) -> None:
         """Load the best evaluated trainable weights back; without evaluations, the weight average if kept."""
-        state = self._best_state or self._ema
-        if not state:
-            return
-        params = self.trainable()
-        with torch.no_grad():
-            for name, value in state.items():
-                params[name].copy_(value)
+        copy_weights(self.trainable(), self._best_state or self._ema)
