@@ -2,7 +2,7 @@
 
 Two full fine-tunes of the same base encoder, trained with different seeds on the same rows, can sit in one
 basin of the loss; then the mean of their weights acts like an ensemble of the two at the cost of one model.
-That is not guaranteed (the heads start from different random weights; on the shipped recipe two seeds'
+That is not guaranteed (the heads start from different random weights; with the README's regularised recipe two seeds'
 mean scored lower than either), so the mean is kept only if it scores higher on the validation rows than the
 run alone (a greedy soup), and it can never make a run worse on them. Both models must have been validated
 on the same rows, or that comparison would reward the other model for rows it trained on.
