@@ -6,6 +6,7 @@ Every error names the file, what was wrong, and how to fix it, because these are
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,3 +107,15 @@ def fingerprint(frame: pd.DataFrame) -> str:
     """Order-independent content hash of (text, label) rows, recorded in metrics.json."""
     rows = sorted(frame["text"] + "\x1f" + frame["label"])
     return hashlib.sha256("\x1e".join(rows).encode()).hexdigest()[:16]
+
+
+def other_validation_rows(model_dir: Path, splits: Sequence[Split]) -> list[str]:
+    """Tasks whose validation rows, as recorded in `model_dir`/metrics.json, are not this run's (all of them
+    when the model has no metrics.json): a model that trained on this run's validation rows would leak."""
+    metrics_file = model_dir / "metrics.json"
+    recorded = json.loads(metrics_file.read_text())["data"] if metrics_file.is_file() else {}
+    return [
+        sp.task
+        for sp in splits
+        if recorded.get(sp.task, {}).get("fingerprints", {}).get("validation") != fingerprint(sp.validation)
+    ]

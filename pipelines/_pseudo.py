@@ -9,7 +9,6 @@ reported, because it may have trained on this run's validation rows.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from pipelines._data import Split, fingerprint
+from pipelines._data import Split, other_validation_rows
 
 log = logging.getLogger(__name__)
 CHUNK = 512  # texts per engine call, so the progress bar moves
@@ -50,18 +49,14 @@ def check_labels(engine: Any, topics: list[str]) -> None:
 
 def warn_if_leaky(teacher_dir: Path, splits: list[Split]) -> None:
     """Log when the teacher's recorded validation rows are not this run's (it may have trained on them)."""
-    metrics_file = teacher_dir / "metrics.json"
-    recorded = json.loads(metrics_file.read_text())["data"] if metrics_file.is_file() else {}
-    for sp in splits:
-        theirs = recorded.get(sp.task, {}).get("fingerprints", {}).get("validation")
-        if theirs != fingerprint(sp.validation):
-            log.warning(
-                "teacher %s was not validated on this run's %s validation rows: if it trained on them, this "
-                "run's validation metrics are optimistic (train the teacher with the same files, seed and "
-                "--validation-fraction)",
-                teacher_dir,
-                sp.task,
-            )
+    for task in other_validation_rows(teacher_dir, splits):
+        log.warning(
+            "teacher %s was not validated on this run's %s validation rows: if it trained on them, this "
+            "run's validation metrics are optimistic (train the teacher with the same files, seed and "
+            "--validation-fraction)",
+            teacher_dir,
+            task,
+        )
 
 
 def add_pseudo_labels(

@@ -10,14 +10,13 @@ on the same rows, or that comparison would reward the other model for rows it tr
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import click
 
-from pipelines._data import Split, fingerprint
+from pipelines._data import Split, other_validation_rows
 from pipelines._trainer import copy_weights
 
 log = logging.getLogger(__name__)
@@ -35,14 +34,12 @@ def check_compatible(other_dir: Path, config: Any, splits: list[Split], lora_r: 
             f"--average-with {other_dir}: it must be a full fine-tune of {config.base_model} with the same topic "
             f"labels (it has base {theirs.base_model}, adapter {theirs.adapter})"
         )
-    metrics_file = other_dir / "metrics.json"
-    recorded = json.loads(metrics_file.read_text())["data"] if metrics_file.is_file() else {}
-    for sp in splits:
-        if recorded.get(sp.task, {}).get("fingerprints", {}).get("validation") != fingerprint(sp.validation):
-            raise click.UsageError(
-                f"--average-with {other_dir} was not validated on this run's {sp.task} validation rows; train both "
-                "on the same files with the same --split-seed and --validation-fraction"
-            )
+    mismatched = other_validation_rows(other_dir, splits)
+    if mismatched:
+        raise click.UsageError(
+            f"--average-with {other_dir} was not validated on this run's {mismatched[0]} validation rows; train both "
+            "on the same files with the same --split-seed and --validation-fraction"
+        )
 
 
 def average_with(trainer: Any, val: list[Any], other_dir: Path) -> dict[str, Any]:
@@ -53,7 +50,9 @@ def average_with(trainer: Any, val: list[Any], other_dir: Path) -> dict[str, Any
     other = dict(load_model(other_dir)[0].named_parameters())
     own = trainer.trainable()
     single = {n: p.detach().clone() for n, p in own.items()}
-    own_score = trainer.score(trainer.evaluate(val))
+    # The restored best evaluation is the run's own score; evaluate only if the run was never evaluated.
+    evaluated = trainer.history.evaluations
+    own_score = trainer.history.best_score if evaluated else trainer.score(trainer.evaluate(val))
     copy_weights(own, {n: (w + other[n].detach().to(w.device)) / 2 for n, w in single.items()})
     soup_score = trainer.score(trainer.evaluate(val))
     kept = soup_score > own_score
