@@ -28,7 +28,7 @@ from monitor.config import load_settings
 from monitor.records import RawItem, ScoredItem, encode
 from monitor.stages.aggregate import AggregateProcessor
 from monitor.store import Store
-from monitor.store.schema import aggregate_items, window_partitions, windows
+from monitor.store.schema import aggregate_items, windows
 from monitor.windows.engine import SUM_COLUMNS, Baseline, compute_windows, from_us
 from monitor.windows.spec import parse_specs
 
@@ -88,9 +88,6 @@ def load_store(store: Store, items: pd.DataFrame, result: pd.DataFrame) -> float
                  "window_end": from_us(r["end_us"]).to_pydatetime(),
                  **{c: (None if pd.isna(r[c]) else (int(r[c]) if c in SUM_COLUMNS else float(r[c]))) for c in cols}}
                 for r in part.to_dict("records")])
-        conn.execute(insert(window_partitions), [{"src_topic": TOPIC_NAME, "src_partition": 0,
-                                                  "max_t_us": int(items["t_us"].max()), "through_offset": len(items),
-                                                  "max_event_time": from_us(items["t_us"].max()).to_pydatetime()}])
     if store.dialect == "postgresql":  # what autovacuum does after a bulk load: the planner needs statistics
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("ANALYZE"))

@@ -42,14 +42,17 @@ def build_classify(
     classifier = load_classifier(
         cfg.model, device=cfg.device, quantize=cfg.quantize, max_batch_tokens=cfg.max_batch_tokens
     )
+    store = Store(settings.store_url)
+    store.create_schema()
     return _runner(
         settings,
         "classify",
-        ClassifyProcessor(settings, classifier, clock),
+        ClassifyProcessor(settings, classifier, clock, store),
         clock,
         max_batch=cfg.max_batch,
         max_wait_ms=cfg.max_wait_ms,
         stop_after_idle=stop_after_idle,
+        transient=TRANSIENT_ERRORS,  # the source snapshots live in the store
     )
 
 

@@ -47,3 +47,13 @@ def next_tick(when: datetime, step: timedelta) -> datetime:
     """The first `step` boundary (UTC-epoch aligned, like the windows) strictly after `when`: an item at t is
     seen by the evaluation after t. Event-time evaluation (backtests, stream-mode alerting) ticks on these."""
     return EPOCH + ((when - EPOCH) // step + 1) * step
+
+
+def to_micros(when: datetime) -> int:
+    """A datetime as integer microseconds since the epoch (UTC): exact, unlike float timestamps."""
+    return (ensure_utc(when) - EPOCH) // INSTANT
+
+
+def from_micros(us: int) -> datetime:
+    """Integer microseconds since the epoch as a UTC datetime."""
+    return EPOCH + timedelta(microseconds=int(us))

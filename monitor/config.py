@@ -88,9 +88,14 @@ class WindowSettings(BaseModel):
     )
     grace: timedelta = Field(
         timedelta(hours=1),
-        description="Watermark = max event time seen on a partition - grace. Classify re-keys news.raw, so "
-        "scored partitions are only roughly in event order; fast replays need a grace covering that skew.",
+        description="How far out of event-time order a source (a news.raw partition) may deliver: an item more "
+        "than this before the newest item its source had already delivered is late (dead-lettered). Stream "
+        "time (event-time alerts) also waits this long behind the slowest source.",
     )
+    mark_interval_s: float = Field(1.0, gt=0, description="Classify: at most one source mark per news.raw "
+                                   "partition this often (wall seconds); marks carry stream time downstream.")
+    idle_timeout_s: float = Field(10.0, gt=0, description="A news.raw partition that is caught up and has had no "
+                                  "record for this long (wall seconds) is idle: it no longer holds stream time.")
     baseline_windows: int = Field(24, ge=2, description="Preceding windows a z-score is measured against.")
     min_baseline_windows: int = Field(6, ge=2, description="Non-empty baseline windows needed for a z-score.")
     volume_std_floor: float = Field(1.0, gt=0, description="Smallest std used for volume z-scores (counts).")

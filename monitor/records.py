@@ -19,6 +19,7 @@ from monitor.config import LimitSettings
 from monitor.errors import RecordError
 
 SCHEMA_VERSION = 1
+MARK_KIND = "source_mark"
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z]{1,6}(?:[.-][A-Za-z]{1,2})?)(?![\w])")
 
 
@@ -63,6 +64,8 @@ class ScoredItem:
     scored_at: datetime
     src_partition: int = -1  # where in news.raw it came from: tells redeliveries from duplicate ids
     src_offset: int = -1
+    late: bool = False  # its source had delivered news more than the grace newer before it (monitor/core)
+    source_time: datetime | None = None  # the newest event time its source had delivered before it
 
     @property
     def sentiment_score(self) -> float:
@@ -81,8 +84,38 @@ class ScoredItem:
             scored_at=_iso(self.scored_at),
             src_partition=self.src_partition,
             src_offset=self.src_offset,
+            late=self.late,
+            source_time=_iso(self.source_time) if self.source_time else None,
         )
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMark:
+    """A watermark a classify worker sends to every news.scored partition after the items it produced from
+    one news.raw partition: everything that partition delivered up to `max_event_time` is in front of it.
+    Consumers of news.scored that only want items skip records with `"kind": "source_mark"`."""
+
+    src_topic: str
+    src_partition: int
+    through_offset: int  # the last news.raw offset the mark covers
+    max_event_time: datetime | None  # the newest event time the partition has delivered (None: none yet)
+    idle: bool  # caught up and quiet for the idle timeout: it does not hold stream time back
+    fanout: int  # how many news.scored partitions receive this mark
+    sent_at: datetime
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "kind": MARK_KIND,
+            "src_topic": self.src_topic,
+            "src_partition": self.src_partition,
+            "through_offset": self.through_offset,
+            "max_event_time": _iso(self.max_event_time) if self.max_event_time else None,
+            "idle": self.idle,
+            "fanout": self.fanout,
+            "sent_at": _iso(self.sent_at),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +147,7 @@ class DeadLetter:
         }
 
 
-def encode(record: RawItem | ScoredItem | DeadLetter) -> bytes:
+def encode(record: RawItem | ScoredItem | SourceMark | DeadLetter) -> bytes:
     """Compact UTF-8 JSON of a record's wire form."""
     return json.dumps(record.to_wire(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -250,9 +283,39 @@ def decode_raw(payload: bytes | None, now: datetime, limits: LimitSettings) -> R
     return raw_from_wire(_load_object(payload), now, limits)
 
 
+def decode_scored_record(payload: bytes) -> ScoredItem | SourceMark:
+    """Bytes from `news.scored`: a scored item, or a classify worker's source mark."""
+    data = _load_object(payload)
+    if data.get("kind") == MARK_KIND:
+        return _mark_from_wire(data)
+    return _scored_from_wire(data)
+
+
 def decode_scored(payload: bytes) -> ScoredItem:
     """Bytes from `news.scored` back to a `ScoredItem` (our own output: fields are trusted but checked)."""
-    data = _load_object(payload)
+    record = decode_scored_record(payload)
+    if isinstance(record, SourceMark):
+        raise RecordError("not_an_item", "a source mark, not a scored item")
+    return record
+
+
+def _mark_from_wire(data: dict[str, Any]) -> SourceMark:
+    try:
+        when = data.get("max_event_time")
+        return SourceMark(
+            src_topic=str(data["src_topic"]),
+            src_partition=int(data["src_partition"]),
+            through_offset=int(data["through_offset"]),
+            max_event_time=parse_time(when, "max_event_time") if when else None,
+            idle=bool(data["idle"]),
+            fanout=int(data["fanout"]),
+            sent_at=parse_time(data["sent_at"], "sent_at"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError("invalid_field", f"source mark is incomplete: {exc!r}") from exc
+
+
+def _scored_from_wire(data: dict[str, Any]) -> ScoredItem:
     try:
         item = RawItem(
             id=str(data["id"]),
@@ -275,6 +338,8 @@ def decode_scored(payload: bytes) -> ScoredItem:
             scored_at=parse_time(data["scored_at"], "scored_at"),
             src_partition=int(data.get("src_partition", -1)),
             src_offset=int(data.get("src_offset", -1)),
+            late=bool(data.get("late", False)),  # records written before source lateness: not late
+            source_time=parse_time(data["source_time"], "source_time") if data.get("source_time") else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RecordError("invalid_field", f"scored record is incomplete: {exc!r}") from exc

@@ -13,6 +13,7 @@ from monitor.config import Settings
 from monitor.errors import BrokerError, StoreError
 from monitor.kafka.client import group_name, highwaters, make_consumer, partitions_of
 from monitor.store import Store
+from monitor.store.sources import marks_sent
 
 log = logging.getLogger(__name__)
 RAW_OUTCOME_STAGES = ("classify", "sink")
@@ -74,6 +75,10 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         reasons = store.count_dead_letters(stages=RAW_OUTCOME_STAGES)
         out.update(stored=store.count_scored(), dead_lettered=sum(reasons.values()), dead_letters_by_reason=reasons,
                    dead_letters_by_stage=store.count_dead_letters_by_stage(), store="ok")
+        if out["scored"] is not None:  # news.scored also carries classify's source marks: count items only
+            with store.engine.connect() as conn:
+                out["source_marks"] = marks_sent(conn, settings.kafka.topics.scored)
+            out["scored"] = max(out["scored"] - out["source_marks"], 0)
         store.dispose()
     except (StoreError, Exception) as exc:
         out["store"] = f"error: {exc}"

@@ -63,8 +63,10 @@ def _fmt(value: Any) -> str:
 class AlertEvaluator:
     """One evaluation pass over all rules at time `now` (see the module docstring)."""
 
-    def __init__(self, store: Store, rules: RuleSet) -> None:
-        self.store, self.rules = store, rules
+    def __init__(self, store: Store, rules: RuleSet, complete_only: bool = False) -> None:
+        """`complete_only`: rules see only windows that have ended by the evaluation instant (event time:
+        a window still filling up would make the result depend on how far the stream had got)."""
+        self.store, self.rules, self.complete_only = store, rules, complete_only
 
     def evaluate(self, now: datetime) -> list[dict[str, Any]]:
         """Apply the lifecycle at `now`; return the transitions made (alerts as `public` shows them)."""
@@ -88,7 +90,7 @@ class AlertEvaluator:
     def _matching(self, conn: Connection, rule: Rule, now: datetime) -> dict[str, dict[str, Any]]:
         """key -> the latest window in view that meets the rule's conditions."""
         out: dict[str, dict[str, Any]] = {}
-        for window in windows_in_view(conn, rule.window, now, parse_spec(rule.window).size_us):
+        for window in windows_in_view(conn, rule.window, now, parse_spec(rule.window).size_us, self.complete_only):
             key = window["key"]
             newer = key not in out or window["window_start"] > out[key]["window_start"]
             if newer and rule.in_scope(key) and rule.matches(window):

@@ -18,29 +18,33 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor.alerts.lifecycle import AlertEvaluator
 from monitor.alerts.notify import Dispatcher, queue_digest
 from monitor.alerts.rules import RuleSet, load_rules
-from monitor.clock import EPOCH, INSTANT, Clock, SystemClock, next_tick
+from monitor.clock import EPOCH, INSTANT, Clock, SystemClock, from_micros
 from monitor.config import Settings
+from monitor.core.streamtime import complete_time
+from monitor.core.ticks import following_tick
 from monitor.store import Store
 from monitor.store import alerts as astore
-from monitor.store.windows import next_window_start, stream_time
+from monitor.store.sources import stream_clock_marks
+from monitor.store.windows import next_window_end
 
 log = logging.getLogger(__name__)
 
 
 class StreamClock:
-    """Event time: the largest event time the aggregate stage has seen (for replays and backtests)."""
+    """Event time every source has passed (monitor/core/streamtime.py): replays and backtests alert on it."""
 
-    def __init__(self, store: Store, topic: str) -> None:
-        self.store, self.topic = store, topic
+    def __init__(self, store: Store, topic: str, grace: timedelta) -> None:
+        self.store, self.topic, self.grace_us = store, topic, grace // INSTANT
 
     def now(self) -> datetime:
         with self.store.engine.connect() as conn:
-            return stream_time(conn, self.topic) or EPOCH
+            t_us = complete_time(stream_clock_marks(conn, self.topic), self.grace_us)
+        return EPOCH if t_us is None else from_micros(t_us)
 
 
 def make_clock(settings: Settings, store: Store) -> Clock:
     if settings.alerts.time_mode == "stream":
-        return StreamClock(store, settings.kafka.topics.scored)
+        return StreamClock(store, settings.kafka.topics.scored, settings.windows.grace)
     return SystemClock()
 
 
@@ -50,54 +54,47 @@ class AlertService:
     def __init__(self, settings: Settings, store: Store, clock: Clock, rules: RuleSet | None = None) -> None:
         self.settings, self.store, self.clock = settings, store, clock
         self.rules = rules if rules is not None else load_rules(settings.alerts.rules_file)
-        self.evaluator = AlertEvaluator(store, self.rules)
+        stream = settings.alerts.time_mode == "stream"
+        self.evaluator = AlertEvaluator(store, self.rules, complete_only=stream)
         self.dispatcher = Dispatcher(store, self.rules, settings.alerts, clock)
         self.producer: Any = None  # set by the worker; tests may leave it None
         self._lock = threading.Lock()
         self._publish_lock = threading.Lock()  # one publisher at a time: no event sent twice by two threads
-        stream = settings.alerts.time_mode == "stream"
         self.step = timedelta(seconds=settings.alerts.stream_step_s) if stream else None
-        self._evaluated_to: datetime | None = None
+        self._sizes = sorted({rule.window for rule in self.rules.rules})
 
     def evaluate(self) -> list[dict[str, Any]]:
         with self._lock:
             now = self.clock.now()
-            transitions = self._catch_up(now) if self.step is not None else []
-            transitions += self.evaluator.evaluate(now)
-            self._evaluated_to = max(now, self._evaluated_to or now)
+            transitions = self._catch_up(now) if self.step is not None else self.evaluator.evaluate(now)
         if transitions:
             log.info("alerting: %d transition(s): %s", len(transitions),
                      ", ".join(f"{t['rule']}/{t['key']}->{t['state']}" for t in transitions))
         return transitions
 
     def _catch_up(self, now: datetime) -> list[dict[str, Any]]:
-        """Stream mode: evaluate at the last instant of every step between the previous evaluation and `now`.
-
-        A replay moves event time in jumps (a whole batch of windows at once, hours at high speed); without
-        these ticks a `for: 5min` rule would fire or not depending on the replay speed and batch sizes. As in
-        the backtest, steps where nothing can change (no alert active, no window starting) are skipped.
-        """
+        """Stream mode: evaluate at the ticks (monitor/core/ticks.py) up to `now`, the time every source has
+        passed, on complete windows only: a replay fires the same alerts at any speed, batch size and number
+        of workers, and a catch-up never fires from a window that is still filling. The last tick evaluated
+        is kept in the store, so a restarted worker goes on where it stopped."""
         step = self.step
         assert step is not None  # noqa: S101  (only called in stream mode)
-        if self._evaluated_to is None or now <= self._evaluated_to:
-            return []
-        sizes = {rule.window for rule in self.rules.rules}
         transitions: list[dict[str, Any]] = []
-        tick: datetime | None = next_tick(self._evaluated_to, step)
+        with self.store.engine.connect() as conn:
+            done = astore.evaluated_tick(conn, self.settings.kafka.topics.scored)
+        tick = self._following(done, step)
         while tick is not None and tick <= now:
             transitions += self.evaluator.evaluate(tick - INSTANT)
-            tick = tick + step if self._any_active() else self._next_change(sizes, tick, step)
+            with self.store.engine.begin() as conn:
+                astore.set_evaluated_tick(conn, self.settings.kafka.topics.scored, tick)
+            tick = self._following(tick, step)
         return transitions
 
-    def _any_active(self) -> bool:
+    def _following(self, tick: datetime | None, step: timedelta) -> datetime | None:
         with self.store.engine.connect() as conn:
-            return bool(astore.active_alerts(conn))
-
-    def _next_change(self, sizes: set[str], tick: datetime, step: timedelta) -> datetime | None:
-        """With no alert active, nothing changes before the next window starts: the tick after it."""
-        with self.store.engine.connect() as conn:
-            start = next_window_start(conn, sizes, tick - INSTANT)
-        return None if start is None else next_tick(start, step)
+            active = bool(astore.active_alerts(conn))
+            next_end = next_window_end(conn, self._sizes, tick)
+        return following_tick(tick, step, active, next_end)
 
     def dispatch(self) -> int:
         with self._lock:

@@ -37,6 +37,7 @@ class OutMessage:
     value: bytes
     key: bytes | None = None
     reason: str | None = None  # set on dead letters, for the metrics
+    partition: int | None = None  # None: the producer's partitioner picks one from the key
 
 
 class Processor(Protocol):
@@ -47,6 +48,19 @@ class Processor(Protocol):
     def process(self, records: Sequence[Any]) -> list[OutMessage]: ...
 
     def close(self) -> None: ...
+
+
+class Housekeeper(Protocol):
+    """Optional processor hooks: told how many partitions a topic has, and asked after every poll (records or
+    not) for messages that depend on time passing, given each assigned input partition's (position, end
+    offset or None while unknown); told which of those messages the broker acknowledged."""
+
+    def bind(self, partitions_for: Callable[[str], int]) -> None: ...
+
+    def housekeeping(self, progress: dict[int, tuple[int, int | None]], final: bool = False
+                     ) -> list[OutMessage]: ...
+
+    def housekeeping_sent(self, out: list[OutMessage]) -> None: ...
 
 
 @dataclass
@@ -136,8 +150,11 @@ class StageRunner:
         consumer = make_consumer(self.settings, self.group, self.topics, client_id=self.processor.stage)
         producer = make_producer(self.settings, client_id=self.processor.stage)
         log.info("%s: consuming %s as group %s", self.processor.stage, self.topics, self.group)
+        if hasattr(self.processor, "bind"):
+            self.processor.bind(lambda topic: len(producer.partitions_for(topic)))
         try:
             self._loop(consumer, producer)
+            self._housekeeping(consumer, producer, final=True)
         finally:
             consumer.close(autocommit=False)
             producer.close(timeout=10)
@@ -184,9 +201,26 @@ class StageRunner:
             elif self.stop_after_idle is not None and now - last_record >= self.stop_after_idle:
                 log.info("%s: idle for %.0fs, stopping", self.processor.stage, now - last_record)
                 break
+            self._housekeeping(consumer, producer)
             if now - last_log >= self.log_every_s:
                 self._log_rates(logged, now - last_log)
                 logged, last_log = StageStats(**{**self.stats.__dict__}), now
+
+    def _housekeeping(self, consumer: Any, producer: Any, final: bool = False) -> None:
+        """Time-driven output of the processor (e.g. idle source marks); nothing to commit. `final`: the
+        loop has ended (stopped or idle), this is the last call."""
+        hook = getattr(self.processor, "housekeeping", None)
+        if hook is None or (self._stop.is_set() and not final):
+            return
+        progress: dict[int, tuple[int, int | None]] = {}  # partition -> (next offset to read, end offset)
+        for tp in consumer.assignment():
+            try:
+                progress[tp.partition] = (consumer.position(tp), consumer.highwater(tp))
+            except KafkaError:
+                continue
+        out = hook(progress, final) if final else hook(progress)
+        if out and self._produce(producer, out) and hasattr(self.processor, "housekeeping_sent"):
+            self.processor.housekeeping_sent(out)
 
     def _log_rates(self, prev: StageStats, elapsed: float) -> None:
         n_in = self.stats.records_in - prev.records_in
@@ -297,7 +331,7 @@ class StageRunner:
         delay = 0.5
         while True:
             try:
-                futures = [producer.send(m.topic, value=m.value, key=m.key) for m in out]
+                futures = [producer.send(m.topic, value=m.value, key=m.key, partition=m.partition) for m in out]
                 if not self._await_acks(producer, len(out)):
                     return False
                 for future in futures:

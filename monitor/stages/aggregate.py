@@ -1,5 +1,6 @@
 """Aggregate stage: news.scored -> event-time windows per key, upserted into the store and published to
-`sentiment.windows`; records later than their partition's watermark go to the dead-letter topic (`late`).
+`sentiment.windows`; items their source delivered too late (monitor/core/lateness.py, decided by classify)
+go to the dead-letter topic (`late`); source marks are stored with the windows (monitor/core/streamtime.py).
 
 The window arithmetic lives in monitor/windows; this module only decodes, applies and publishes.
 
@@ -22,7 +23,7 @@ from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.errors import RecordError
 from monitor.kafka.stage import OutMessage, dead_letter_message
-from monitor.records import decode_scored
+from monitor.records import SourceMark, decode_scored_record
 from monitor.store import Store
 from monitor.windows.aggregator import BatchResult, Delivery, WindowAggregator, late_by_key
 from monitor.windows.spec import format_duration
@@ -42,14 +43,20 @@ class AggregateProcessor:
     def process(self, records: Sequence[Any]) -> list[OutMessage]:
         out: list[OutMessage] = []
         deliveries: list[Delivery] = []
+        marks: list[tuple[int, SourceMark]] = []
         by_position: dict[tuple[int, int], Any] = {}
-        for record in records:
+        for record in sorted(records, key=lambda r: (r.partition, r.offset)):
             try:
-                deliveries.append(Delivery(record.partition, record.offset, decode_scored(record.value or b"")))
-                by_position[(record.partition, record.offset)] = record
+                decoded = decode_scored_record(record.value or b"")
             except RecordError as exc:
                 out.append(dead_letter_message(self.settings, record, self.stage, exc.reason, exc.detail, self.clock))
-        result = self.aggregator.apply(deliveries)
+                continue
+            if isinstance(decoded, SourceMark):
+                marks.append((record.partition, decoded))
+            else:
+                deliveries.append(Delivery(record.partition, record.offset, decoded))
+                by_position[(record.partition, record.offset)] = record
+        result = self.aggregator.apply(deliveries, marks)
         out.extend(self._late_letters(result, by_position))
         topic = self.settings.kafka.topics.windows
         out.extend(OutMessage(topic, encode_window(row), row["key"].encode("utf-8")) for row in result.windows)
@@ -59,14 +66,16 @@ class AggregateProcessor:
         if result.late:
             log.info("aggregate: %d late records by key: %s", len(result.late),
                      late_by_key(result.late, self.aggregator.keys))
-        grace = format_duration(self.aggregator.grace_us)
-        return [
-            dead_letter_message(self.settings, by_position[(d.partition, d.offset)], self.stage, "late",
-                                f"published_at {d.scored.item.published_at.isoformat()} is before the watermark of "
-                                f"partition {d.partition} (max event time seen - grace {grace}); raise "
-                                "FINMON_WINDOWS__GRACE to accept records this late", self.clock)
-            for d in result.late
-        ]
+        return [dead_letter_message(self.settings, by_position[(d.partition, d.offset)], self.stage, "late",
+                                    self._late_detail(d), self.clock) for d in result.late]
+
+    def _late_detail(self, d: Delivery) -> str:
+        scored, grace = d.scored, format_duration(self.aggregator.grace_us)
+        newer = scored.source_time.isoformat() if scored.source_time else "?"
+        return (f"published_at {scored.item.published_at.isoformat()} is more than the grace ({grace}) before "
+                f"{newer}, the newest event time its source {self.settings.kafka.topics.raw}[{scored.src_partition}] "
+                f"had delivered before it (offset {scored.src_offset}); the source delivers out of order: raise "
+                "FINMON_WINDOWS__GRACE to accept items this late")
 
     def close(self) -> None:
         self.store.dispose()

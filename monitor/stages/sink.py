@@ -15,7 +15,7 @@ from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.errors import RecordError
 from monitor.kafka.stage import OutMessage
-from monitor.records import DeadLetter, ScoredItem, decode_deadletter, decode_scored, encode
+from monitor.records import DeadLetter, ScoredItem, SourceMark, decode_deadletter, decode_scored_record, encode
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,9 @@ class SinkProcessor:
             if record.topic == self.topics.deadletter:
                 letters.append(decode_deadletter(record.value or b""))
             else:
-                scored.append(decode_scored(record.value or b""))
+                decoded = decode_scored_record(record.value or b"")
+                if not isinstance(decoded, SourceMark):  # marks are for the aggregate stage's stream time
+                    scored.append(decoded)
         except RecordError as exc:
             log.warning("sink: bad record %s[%s]@%s: %s", record.topic, record.partition, record.offset, exc)
             own.append(

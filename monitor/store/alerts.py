@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from monitor.store.db import as_utc
-from monitor.store.schema import alert_events, alert_notifications, alert_silences, alerts
+from monitor.store.schema import alert_events, alert_notifications, alert_progress, alert_silences, alerts
 
 ACTIVE = ("pending", "firing")
 LISTED = ("pending", "firing", "resolved")
@@ -120,3 +120,15 @@ def notifications(conn: Connection) -> list[dict[str, Any]]:
 
 def events(conn: Connection) -> list[dict[str, Any]]:
     return [_row(r) for r in conn.execute(select(alert_events).order_by(alert_events.c.id))]
+
+
+def evaluated_tick(conn: Connection, stream: str) -> datetime | None:
+    """The last event-time tick stream-mode alerting evaluated for `stream` (None before the first)."""
+    value = conn.execute(select(alert_progress.c.tick).where(alert_progress.c.stream == stream)).scalar_one_or_none()
+    return as_utc(value) if value is not None else None
+
+
+def set_evaluated_tick(conn: Connection, stream: str, tick: datetime) -> None:
+    updated = conn.execute(update(alert_progress).where(alert_progress.c.stream == stream).values(tick=tick))
+    if not updated.rowcount:
+        conn.execute(insert(alert_progress).values(stream=stream, tick=tick))

@@ -88,14 +88,41 @@ aggregate_items = Table(
     Index("ix_aggregate_items_event_time", "event_time"),
 )
 
-window_partitions = Table(
-    "window_partitions",
+# --- Stream time (monitor/core). Column meanings: monitor/store/sources.py. ---
+
+source_marks = Table(
+    "source_marks",
     metadata,
+    # Classify workers: a source partition's max event time through an offset, saved before the offsets
+    # are committed, so a worker that resumes the partition at its committed offset resumes its lateness.
     Column("src_topic", String(256), primary_key=True),
     Column("src_partition", Integer, primary_key=True),
-    Column("max_event_time", _TS),
+    Column("through_offset", BigInteger, primary_key=True),
     Column("max_t_us", BigInteger),
+    Column("saved_at", _TS, nullable=False),
+)
+
+stream_marks = Table(
+    "stream_marks",
+    metadata,
+    # Aggregate workers: the latest source mark each news.scored partition has applied to the windows.
+    Column("topic", String(256), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("src_partition", Integer, primary_key=True),
     Column("through_offset", BigInteger, nullable=False),
+    Column("max_t_us", BigInteger),
+    Column("max_event_time", _TS),
+    Column("idle", Boolean, nullable=False),
+    Column("fanout", Integer, nullable=False),
+    Column("sent_at", _TS, nullable=False),
+)
+
+mark_counts = Table(
+    "mark_counts",
+    metadata,
+    # Source marks classify workers have published per news.scored topic (status tells them from items).
+    Column("topic", String(256), primary_key=True),
+    Column("sent", BigInteger, nullable=False),
 )
 
 window_late = Table(
@@ -196,4 +223,12 @@ alert_notifications = Table(
     Column("created_at", _TS, nullable=False),
     Column("sent_at", _TS),
     Index("ix_alert_notifications_status_next", "status", "next_attempt_at"),
+)
+
+alert_progress = Table(
+    "alert_progress",
+    metadata,
+    # Stream-mode alerting: the last event-time tick evaluated per stream (news.scored topic).
+    Column("stream", String(256), primary_key=True),
+    Column("tick", _TS, nullable=False),
 )

@@ -9,8 +9,7 @@
     mean_sentiment, negative_share, neutral_share, positive_share, sentiment_index   derived from the sums
     volume_z, sentiment_z                              null until the key has enough baseline windows
 `aggregate_items` — one row per distinct item id: event time, `late`, its keys and integer contributions.
-`window_partitions` — per input partition: max event time seen (its watermark + grace) and last offset.
-`window_late` — per key: how many distinct items arrived after their partition's watermark.
+`window_late` — per key: how many distinct items their source delivered late (monitor/core/lateness.py).
 """
 
 from __future__ import annotations
@@ -22,19 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, and_, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.store.db import as_utc
-from monitor.store.schema import aggregate_items, window_late, window_partitions, windows
+from monitor.store.dialect import insert_stmt
+from monitor.store.schema import aggregate_items, window_late, windows
 from monitor.windows.engine import DERIVED_COLUMNS, SUM_COLUMNS, Z_COLUMNS, from_us, to_us
-from monitor.windows.watermark import PartitionMark
 
 OUT_COLUMNS = ["window_start", "window_end", "count", *DERIVED_COLUMNS[:4], "sentiment_index", *Z_COLUMNS]
 _CHUNK = 900  # ids per IN (...) list: well under SQLite's variable limit
-
-
-def insert_stmt(conn: Connection, table: Any) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 def known_items(conn: Connection, ids: Sequence[str]) -> dict[str, bool]:
@@ -46,26 +40,6 @@ def known_items(conn: Connection, ids: Sequence[str]) -> dict[str, bool]:
         )
         out.update({row.item_id: bool(row.late) for row in conn.execute(query)})
     return out
-
-
-def load_marks(conn: Connection, topic: str) -> dict[int, PartitionMark]:
-    query = select(window_partitions).where(window_partitions.c.src_topic == topic)
-    return {row.src_partition: PartitionMark(row.max_t_us, row.through_offset) for row in conn.execute(query)}
-
-
-def save_marks(conn: Connection, topic: str, marks: dict[int, PartitionMark]) -> None:
-    rows = [
-        {"src_topic": topic, "src_partition": p, "max_t_us": m.max_t_us, "through_offset": m.through_offset,
-         "max_event_time": from_us(m.max_t_us).to_pydatetime() if m.max_t_us is not None else None}
-        for p, m in sorted(marks.items())
-    ]
-    if rows:
-        stmt = insert_stmt(conn, window_partitions)
-        excluded = stmt.excluded
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=["src_topic", "src_partition"],
-            set_={"max_t_us": excluded.max_t_us, "max_event_time": excluded.max_event_time,
-                  "through_offset": excluded.through_offset}), rows)
 
 
 def insert_items(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
@@ -150,26 +124,25 @@ def read_windows(conn: Connection, key: str, size: str, last: int | None = None)
     return [{**r, "window_start": as_utc(r["window_start"]), "window_end": as_utc(r["window_end"])} for r in rows]
 
 
-def windows_in_view(conn: Connection, size: str, at: datetime, lookback_us: int) -> list[dict[str, Any]]:
-    """Windows of `size` that contain `at` or ended within `lookback` before it (what alert rules look at)."""
+def windows_in_view(conn: Connection, size: str, at: datetime, lookback_us: int,
+                    complete_only: bool = False) -> list[dict[str, Any]]:
+    """Windows of `size` that contain `at` or ended within `lookback` before it (what alert rules look at);
+    `complete_only`: only those that have ended by the instant after `at` (event-time evaluation)."""
     lo = from_us(to_us(at) - lookback_us).to_pydatetime()
     query = select(windows).where(windows.c.size == size, windows.c.window_end > lo, windows.c.window_start <= at)
+    if complete_only:
+        query = query.where(windows.c.window_end <= from_us(to_us(at) + 1).to_pydatetime())
     return [{**dict(r._mapping), "window_start": as_utc(r.window_start), "window_end": as_utc(r.window_end)}
             for r in conn.execute(query)]
 
 
-def next_window_start(conn: Connection, sizes: Iterable[str], after: datetime) -> datetime | None:
-    """The earliest start of a window of one of `sizes` that starts after `after` (None if there is none)."""
-    value = conn.execute(select(func.min(windows.c.window_start)).where(
-        windows.c.size.in_(list(sizes)), windows.c.window_start > after)).scalar_one_or_none()
+def next_window_end(conn: Connection, sizes: Iterable[str], after: datetime | None) -> datetime | None:
+    """The earliest end, strictly after `after` (None: any), of a stored window of one of `sizes`."""
+    query = select(func.min(windows.c.window_end)).where(windows.c.size.in_(list(sizes)))
+    if after is not None:
+        query = query.where(windows.c.window_end > after)
+    value = conn.execute(query).scalar_one_or_none()
     return None if value is None else as_utc(value)
-
-
-def stream_time(conn: Connection, topic: str) -> datetime | None:
-    """The largest event time the aggregate stage has seen on `topic` (None before any)."""
-    value = conn.execute(select(func.max(window_partitions.c.max_t_us)).where(
-        window_partitions.c.src_topic == topic)).scalar_one_or_none()
-    return None if value is None else from_us(int(value)).to_pydatetime()
 
 
 def late_counts(conn: Connection) -> dict[str, int]:

@@ -3,8 +3,9 @@
 - `spec`: window sizes (tumbling `5min`, hopping `1h/15min`), aligned to the epoch.
 - `keys`: which keys an item counts for (tickers, cashtags, company dictionary).
 - `engine`: the pandas arithmetic: exact integer sums, derived metrics, z-scores against a baseline.
-- `watermark`: per-partition watermarks and lateness decisions that survive crashes.
 - `aggregator`: one micro-batch applied to the store in one transaction (exactly-once windows).
+
+Lateness is decided at the source (monitor/core/lateness.py); the aggregator takes it from the items.
 """
 
 from monitor.windows.errors import WindowError

@@ -1,14 +1,16 @@
 """Applying one micro-batch of scored items to the stored windows, in one transaction.
 
-1. Decide lateness (monitor/windows/watermark.py) from the stored partition marks and item decisions.
+1. Take each item's lateness as its source decided it (monitor/core/lateness.py, carried by the scored
+   record); an id already stored keeps its first decision.
 2. Insert the batch's new items (`on conflict do nothing` by item id, RETURNING the ids really inserted).
 3. Add only those items' exact integer sums to their windows (an upsert that adds), count new late items.
 4. Re-derive the metrics and z-scores of the windows the batch touched and of the `baseline_windows`
    windows after them (whose baselines include them), reading only that index range of each key.
 
-Steps 2-4 and the partition marks commit together, before the stage commits its input offsets: after a
-crash, redelivered items are found in step 2 and add nothing, so every window is a pure function of the
-set of distinct items and equals what an uninterrupted run produces.
+Steps 2-4 and the batch's source marks (monitor/core/streamtime.py) commit together, before the stage
+commits its input offsets: after a crash, redelivered items are found in step 2 and add nothing, so every
+window is a pure function of the set of distinct items and equals what an uninterrupted run produces, and a
+stored mark never claims items that are not in the windows yet.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import pandas as pd
 from sqlalchemy import Connection, text
 
 from monitor.config import WindowSettings
-from monitor.records import ScoredItem
+from monitor.records import ScoredItem, SourceMark
 from monitor.store import Store
+from monitor.store import sources as sstore
 from monitor.store import windows as wstore
 from monitor.windows.engine import (
     DERIVED_COLUMNS,
@@ -39,7 +42,6 @@ from monitor.windows.engine import (
 )
 from monitor.windows.keys import KeyExtractor, company_dictionary
 from monitor.windows.spec import WindowSpec, parse_specs
-from monitor.windows.watermark import Arrival, decide
 
 _LOCK_KEY = 0x66696E6D6F6E  # "finmon": the advisory lock of the aggregate stage
 
@@ -69,16 +71,21 @@ class WindowAggregator:
         self.store, self.topic = store, topic
         self.specs: list[WindowSpec] = parse_specs(cfg.sizes)
         self.baseline = Baseline.from_settings(cfg)
-        self.grace_us = int(cfg.grace.total_seconds() * 1_000_000)
+        self.grace_us = int(cfg.grace.total_seconds() * 1_000_000)  # for messages: lateness is decided upstream
         self.keys = KeyExtractor(company_dictionary(cfg))
 
-    def apply(self, deliveries: Sequence[Delivery]) -> BatchResult:
+    def apply(self, deliveries: Sequence[Delivery], marks: Sequence[tuple[int, SourceMark]] = ()) -> BatchResult:
+        """Apply a batch's items, then the source marks that followed them on their partitions."""
         if not deliveries:
+            if marks:
+                with self.store.engine.begin() as conn:
+                    sstore.apply_marks(conn, self.topic, marks)
             return BatchResult()
         values = {d.scored.item.id: item_values(d.scored) for d in _first(deliveries)}  # first copy of an id wins
         with self.store.engine.begin() as conn:
             _serialize(conn)
-            decided = self._decide(conn, deliveries, values)
+            decided = self._decide(conn, deliveries)
+            sstore.apply_marks(conn, self.topic, marks)
             new_ids = self._insert(conn, deliveries, values, decided)
             accepted = [d for d in _first(deliveries) if not decided[d.scored.item.id]]
             result = BatchResult(late=[d for d in deliveries if decided[d.scored.item.id]], new_items=len(new_ids))
@@ -90,16 +97,12 @@ class WindowAggregator:
                 result.windows.extend(self._apply_spec(conn, spec, frame, fresh))
         return result
 
-    def _decide(self, conn: Connection, deliveries: Sequence[Delivery],
-                values: dict[str, dict[str, Any]]) -> dict[str, bool]:
-        known = wstore.known_items(conn, list(values))
-        marks = wstore.load_marks(conn, self.topic)
-        arrivals = [Arrival(d.partition, d.offset, d.scored.item.id, int(values[d.scored.item.id]["t_us"]))
-                    for d in deliveries]
-        decided = decide(arrivals, known, marks, self.grace_us)
-        # only this batch's partitions: others may belong to another worker of the group right now
-        mine = {d.partition for d in deliveries}
-        wstore.save_marks(conn, self.topic, {p: m for p, m in marks.items() if p in mine})
+    @staticmethod
+    def _decide(conn: Connection, deliveries: Sequence[Delivery]) -> dict[str, bool]:
+        """item id -> late: the stored first decision, else the source's verdict on the first copy."""
+        decided = wstore.known_items(conn, list(dict.fromkeys(d.scored.item.id for d in deliveries)))
+        for d in deliveries:
+            decided.setdefault(d.scored.item.id, d.scored.late)
         return decided
 
     def _insert(self, conn: Connection, deliveries: Sequence[Delivery], values: dict[str, dict[str, Any]],

@@ -17,7 +17,10 @@ from typing import Any
 import pandas as pd
 
 from monitor.alerts.rules import RuleSet, load_rules
+from monitor.clock import INSTANT, to_micros
 from monitor.config import Settings
+from monitor.core.lateness import replay_verdicts
+from monitor.core.scoring import build_scored
 from monitor.records import RawItem, ScoredItem
 from monitor.sources.files import ColumnMap
 from monitor.store import Store
@@ -93,10 +96,13 @@ def score_items(cfg: BacktestConfig, settings: Settings, items: list[RawItem], s
         predictions = scorer.score([item.text for item in items], stats)
     finally:
         scorer.cache.close()
-    return [ScoredItem(item=item, topic=p.topic, topic_probs=p.topic_probs, sentiment=p.sentiment,
-                       sentiment_probs=p.sentiment_probs, model_version=scorer.version, scored_at=item.published_at,
-                       src_partition=0, src_offset=i)
-            for i, (item, p) in enumerate(zip(items, predictions, strict=True))]
+    # lateness as live classify decides it for a replay of this feed (same keys, same partitions)
+    grace_us = settings.windows.grace // INSTANT
+    sources = replay_verdicts([item.id.encode("utf-8") for item in items],
+                              [to_micros(item.published_at) for item in items], settings.kafka.partitions, grace_us)
+    return [build_scored(item, p, scorer.version, item.published_at, src_partition=part, src_offset=offset,
+                         verdict=verdict)
+            for item, p, (part, offset, verdict) in zip(items, predictions, sources, strict=True)]
 
 
 def replay_alerts(scored: list[ScoredItem], settings: Settings, rules: RuleSet, cfg: BacktestConfig

@@ -1,21 +1,20 @@
 """Replay scored items through the live windows and alert code in event time, on a throw-away store.
 
-The clock is the feed's own time, stepped in multiples of `step` (UTC-epoch aligned, like the windows); the
-real `AlertEvaluator` runs at `t - 1 microsecond` for each tick `t`, the last instant of the step, so that a
-window ending at `t` is complete yet still in view for one more step (a `for: 5min` rule on a 5-minute window
-can fire, as it does live where evaluation runs every few seconds). Two equivalent ways to feed the real
-`WindowAggregator`:
+The clock is the feed's own time, stepped in multiples of `step` (UTC-epoch aligned, like the windows). The
+real `AlertEvaluator` runs at `t - 1 microsecond` for each tick `t` on complete windows only, and the ticks
+are chosen by monitor/core/ticks.py, the rule stream-mode alerting follows live: every step while an alert
+is pending or firing, otherwise the tick at the end of the next window that holds an item. Two equivalent
+ways to feed the real `WindowAggregator`:
 
-- interleaved (always exact): before evaluating at `t - 1 us`, apply every item with event time before `t`;
-  the rules see exactly the windows the live monitor would have had then, never a later item;
-- prefilled (the fast path, used when every rule reads a tumbling window whose size divides `step`): apply
-  items ahead of the clock, `PREFILL_AHEAD` at a time. The windows in view at `t - 1 us` are the one ending
-  at `t` and earlier ones; none holds an item from `t` on, and a window's metrics and z-score depend only on
-  itself and earlier windows, so the rules see the same windows as interleaved. It costs one aggregate transaction per
-  `PREFILL_AHEAD` items instead of one per non-empty step (tests/test_backtest.py checks both agree).
+- interleaved: before evaluating at `t - 1 us`, apply every item with event time before `t`;
+- prefilled (the default, faster): apply items ahead of the clock, `PREFILL_AHEAD` at a time. Rules see
+  only windows that ended by the tick, which hold no item from `t` on, and a window's metrics and z-score
+  depend only on itself and earlier windows, so the rules see the same windows as interleaved. It costs one
+  aggregate transaction per `PREFILL_AHEAD` items instead of one per non-empty step (tests/test_backtest.py
+  checks both agree).
 
-Ticks where nothing can change are skipped: while no alert is pending or firing, the clock jumps to the tick
-after the next item (see `_following`). One partition in event order means no late items.
+Items carry the lateness live classify would decide for them (monitor/core/lateness.py); late ones are not
+counted in the windows, as live.
 """
 
 from __future__ import annotations
@@ -30,8 +29,9 @@ from tqdm import tqdm
 
 from monitor.alerts.lifecycle import AlertEvaluator
 from monitor.alerts.rules import RuleSet
-from monitor.clock import INSTANT, next_tick
+from monitor.clock import INSTANT, to_micros
 from monitor.config import WindowSettings
+from monitor.core.ticks import following_tick, next_window_end
 from monitor.records import ScoredItem
 from monitor.store import Store
 from monitor.store.alerts import list_alerts
@@ -59,40 +59,33 @@ def rule_windows(cfg: WindowSettings, rules: RuleSet) -> WindowSettings:
     return cfg.model_copy(update={"sizes": tuple(needed)})
 
 
-def can_prefill(rules: RuleSet, step: timedelta) -> bool:
-    """True when every rule window is tumbling and ends on every tick (see the module docstring)."""
-    step_us = step // INSTANT
-    specs = [parse_spec(rule.window) for rule in rules.rules]
-    return all(spec.tumbling and step_us % spec.size_us == 0 for spec in specs)
-
-
 class EventTimeReplay:
     """Feeds items to the aggregator and evaluates the rules tick by tick."""
 
     def __init__(self, store: Store, cfg: WindowSettings, rules: RuleSet, step: timedelta,
-                 prefill: bool | None = None) -> None:
-        """`prefill=None` picks the fast path when it is exact; False forces the interleaved one (tests)."""
+                 prefill: bool = True) -> None:
+        """`prefill=False` applies items tick by tick (the slow reference path, for tests)."""
         self.aggregator = WindowAggregator(store, rule_windows(cfg, rules), TOPIC)
-        self.evaluator = AlertEvaluator(store, rules)
-        self.step, self.max_batch = step, cfg.max_batch
-        if prefill and not can_prefill(rules, step):
-            raise ValueError("prefill needs tumbling rule windows whose sizes divide the step")
-        self.prefill = can_prefill(rules, step) if prefill is None else prefill
+        self.evaluator = AlertEvaluator(store, rules, complete_only=True)
+        self.specs = [parse_spec(size) for size in dict.fromkeys(rule.window for rule in rules.rules)]
+        self.step, self.max_batch, self.prefill = step, cfg.max_batch, prefill
         self.active: set[tuple[str, str]] = set()
-        self.stats = StreamStats(mode="prefilled" if self.prefill else "interleaved")
+        self.stats = StreamStats(mode="prefilled" if prefill else "interleaved")
 
     def run(self, items: Sequence[ScoredItem], progress: bool = True) -> StreamStats:
+        """Apply `items` (in event-time order) and evaluate the rules at every tick that can change them."""
         if not self.evaluator.rules.rules or not items:
             return self.stats
         times = [s.item.published_at for s in items]
+        accepted = [to_micros(s.item.published_at) for s in items if not s.late]  # what the windows will hold
         # prefilled runs apply `ahead` items beyond the tick, not all of them: the alert query scans the
         # windows ending after the tick, so a table full of future windows would make every tick slow
         ahead = PREFILL_AHEAD if self.prefill else 0
         done = applied = 0
-        tick = next_tick(times[0], self.step)
+        tick = following_tick(None, self.step, False, next_window_end(None, self.specs, accepted))
         with tqdm(total=len(items), desc="windows+alerts", unit="item", disable=not progress,
                   mininterval=1.0) as bar:
-            while True:
+            while tick is not None:
                 upto = bisect.bisect_left(times, tick)
                 if applied < upto:
                     end = min(len(items), upto + ahead)
@@ -101,22 +94,14 @@ class EventTimeReplay:
                 bar.update(upto - done)
                 done = upto
                 self._evaluate(tick - INSTANT)
-                following = self._following(tick, times, done)
-                if following is None:
-                    return self.stats
-                tick = following
-
-    def _following(self, tick: datetime, times: list[datetime], done: int) -> datetime | None:
-        """Window metrics change only when items are applied; windows leaving view can only clear alerts.
-        So with no alert pending or firing, the next tick that can change anything is the next item's."""
-        if self.active:
-            return tick + self.step
-        return next_tick(times[done], self.step) if done < len(times) else None
+                tick = following_tick(tick, self.step, bool(self.active), next_window_end(tick, self.specs, accepted))
+        return self.stats
 
     def _apply(self, items: Sequence[ScoredItem], start: int, end: int) -> None:
         for lo in range(start, end, self.max_batch):
             hi = min(end, lo + self.max_batch)
-            self.aggregator.apply([Delivery(0, i, items[i]) for i in range(lo, hi)])
+            self.aggregator.apply([Delivery(items[i].src_partition, items[i].src_offset, items[i])
+                                   for i in range(lo, hi)])
             self.stats.batches += 1
 
     def _evaluate(self, now: datetime) -> None:

@@ -1,0 +1,39 @@
+"""One place that turns a raw item and the model's prediction into the `ScoredItem` every path uses.
+
+Live classify workers and the backtest both call `build_scored`, so what a scored item carries (tickers
+merged with the text's cashtags, the source-lateness verdict, where it came from) cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from monitor.classify.base import Prediction
+from monitor.clock import from_micros
+from monitor.core.lateness import Verdict
+from monitor.records import RawItem, ScoredItem, extract_cashtags
+
+
+def with_cashtags(item: RawItem) -> RawItem:
+    """The item with the `$CASHTAGS` of its text added after the tickers it came with."""
+    tickers = tuple(dict.fromkeys(item.tickers + extract_cashtags(item.text)))
+    return item if tickers == item.tickers else replace(item, tickers=tickers)
+
+
+def build_scored(item: RawItem, prediction: Prediction, model_version: str, scored_at: datetime, *,
+                 src_partition: int = -1, src_offset: int = -1, verdict: Verdict | None = None) -> ScoredItem:
+    """The scored record of `item` (see the module docstring)."""
+    return ScoredItem(
+        item=with_cashtags(item),
+        topic=prediction.topic,
+        topic_probs=prediction.topic_probs,
+        sentiment=prediction.sentiment,
+        sentiment_probs=prediction.sentiment_probs,
+        model_version=model_version,
+        scored_at=scored_at,
+        src_partition=src_partition,
+        src_offset=src_offset,
+        late=verdict.late if verdict is not None else False,
+        source_time=from_micros(verdict.source_us) if verdict is not None and verdict.source_us is not None else None,
+    )

@@ -1,0 +1,80 @@
+"""Stream time: the event time that every source has passed, as Flink and Beam merge watermarks.
+
+Classify workers send a `SourceMark` for each source (news.raw) partition to *every* news.scored
+partition after the scored items they produced from it; an aggregator stores the latest mark of each
+(downstream partition, source) pair in the same transaction as the windows those items changed. So once
+every downstream partition holds a mark of source `p` with event time `T`, every item of `p` up to `T` is
+in the windows.
+
+- `processed_time`: the minimum over sources of what has reached the windows: windows before it hold all the
+  news delivered so far (up to disorder within the grace).
+- `complete_time`: the same minus the grace: nothing that is not late can still change a window that ends
+  before it. Event-time alert evaluation (stream mode, backtests) never runs past it.
+
+An idle source (its classify worker is caught up and has had nothing for `idle_timeout`) does not hold time
+back; when every source is idle, everything delivered is complete.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMark:
+    """The latest source mark one downstream partition has applied."""
+
+    partition: int  # the news.scored partition it was read from
+    source: int  # the news.raw partition it speaks for
+    max_t_us: int | None  # the largest event time the source had delivered (None: nothing yet)
+    idle: bool
+    fanout: int  # how many downstream partitions the source's marks go to
+
+
+@dataclass(frozen=True, slots=True)
+class SourceTime:
+    """What all downstream partitions agree a source has delivered into the windows."""
+
+    source: int
+    max_t_us: int | None  # None while some downstream partition has no mark of it yet
+    idle: bool
+
+
+def source_times(marks: Iterable[StoredMark]) -> list[SourceTime]:
+    """Per source: the minimum over its downstream partitions (unknown until all of them report)."""
+    by_source: dict[int, list[StoredMark]] = defaultdict(list)
+    for mark in marks:
+        by_source[mark.source].append(mark)
+    out = []
+    for source, rows in sorted(by_source.items()):
+        fanout = max(m.fanout for m in rows)
+        complete = len({m.partition for m in rows}) >= fanout
+        times = [m.max_t_us for m in rows if m.max_t_us is not None]
+        idle = complete and all(m.idle for m in rows)
+        known = complete and len(times) == len(rows)
+        out.append(SourceTime(source, min(times) if known and times else None, idle))
+    return out
+
+
+def processed_time(marks: Iterable[StoredMark]) -> tuple[int | None, bool]:
+    """(min over active sources of what reached the windows, whether every source is idle)."""
+    sources = source_times(marks)
+    if not sources:
+        return None, False
+    active = [s for s in sources if not s.idle]
+    if not active:
+        known = [s.max_t_us for s in sources if s.max_t_us is not None]
+        return (max(known) if known else None), True
+    if any(s.max_t_us is None for s in active):
+        return None, False
+    return min(s.max_t_us for s in active if s.max_t_us is not None), False
+
+
+def complete_time(marks: Iterable[StoredMark], grace_us: int) -> int | None:
+    """Event time before which the windows are final (see the module docstring)."""
+    processed, all_idle = processed_time(marks)
+    if processed is None:
+        return None
+    return processed if all_idle else processed - grace_us
