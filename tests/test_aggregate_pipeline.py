@@ -16,6 +16,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -24,11 +25,12 @@ import pandas as pd
 import pytest
 from kafka import KafkaProducer
 
-from monitor.clock import ManualClock
+from monitor.clock import ManualClock, to_micros
 from monitor.config import Settings
+from monitor.core.lateness import decide_all
 from monitor.kafka.broker import EmbeddedBroker
 from monitor.kafka.client import ensure_topics
-from monitor.records import ScoredItem, decode_deadletter, encode
+from monitor.records import ScoredItem, SourceMark, decode_deadletter, encode
 from monitor.stages.classify import scored_key
 from monitor.store import Store
 from monitor.store import alerts as astore
@@ -54,11 +56,27 @@ def messy_feed() -> list[ScoredItem]:
     return items[:500] + late + items[500:]
 
 
+def as_classified(settings: Settings, items: list[ScoredItem]) -> list[ScoredItem]:
+    """The items as one classify worker reading them from one news.raw partition publishes them: with the
+    lateness their source order gives (monitor/core/lateness.py)."""
+    grace_us = settings.windows.grace // timedelta(microseconds=1)
+    verdicts = decide_all([(0, to_micros(s.item.published_at)) for s in items], grace_us)
+    return [replace(s, late=v.late, src_partition=0, src_offset=i) for i, (s, v) in enumerate(zip(items, verdicts,
+                                                                                                   strict=True))]
+
+
 def publish_scored(settings: Settings, items: list[ScoredItem], repeats: int = 0) -> None:
+    """Scored items, then the idle source mark a caught-up classify worker sends to every partition."""
     ensure_topics(settings)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True)
+    items = as_classified(settings, items)
     for scored in [*items, *items[:repeats]]:  # a publisher retrying: the same records again
         producer.send(settings.kafka.topics.scored, key=scored_key(scored), value=encode(scored))
+    last = max(s.item.published_at for s in items)
+    parts = settings.kafka.partitions
+    mark = SourceMark(settings.kafka.topics.raw, 0, len(items) - 1, last, True, parts, last)
+    for partition in range(parts):
+        producer.send(settings.kafka.topics.scored, key=b"mark:0", value=encode(mark), partition=partition)
     producer.flush()
     producer.close()
 
@@ -188,12 +206,8 @@ def test_raw_news_through_classify_into_windows(broker: EmbeddedBroker, tmp_path
         feed.messages.append((f"c{i}".encode(), json.dumps(body).encode()))
     publish_feed(settings, feed)
     finish(start_worker(settings, "classify", "--stop-after-idle", "4"), timeout=300)
-    # classify re-keys raw partitions into scored ones: a max-speed replay needs a grace covering the skew
-    finish(
-        start_worker(
-            settings, "aggregate", "--stop-after-idle", "4", env=env_with(settings, FINMON_WINDOWS__GRACE="1D")
-        )
-    )
+    # lateness is decided per news.raw partition: a max-speed replay of an ordered feed has no late items
+    finish(start_worker(settings, "aggregate", "--stop-after-idle", "4"))
     out = subprocess.run(
         [sys.executable, "-m", "monitor.cli", "windows", "--key", "market", "--size", "1h", "--json"],
         cwd=REPO,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import tempfile
 from collections import namedtuple
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from monitor.clock import ManualClock
 from monitor.config import Settings, load_settings
+from monitor.core.lateness import SourceTracker
 from monitor.records import RawItem, ScoredItem, decode_deadletter, encode
 from monitor.stages.aggregate import AggregateProcessor
 from monitor.store import Store
@@ -171,11 +172,25 @@ def assert_windows_equal(store: Store, accepted: list[Entry]) -> None:
 # --- delivering a stream -------------------------------------------------------------------------------
 
 
+def source_scored(logs: dict[int, list[Entry]], grace_min: float) -> dict[int, list[ScoredItem]]:
+    """Each log as its classify worker publishes it: lateness decided per source partition (monitor/core)."""
+    tracker = SourceTracker(int(grace_min * 60e6))
+    out: dict[int, list[ScoredItem]] = {}
+    for p, log in logs.items():
+        out[p] = []
+        for offset, e in enumerate(log):
+            verdict = tracker.observe(p, offset, int((BASE + timedelta(minutes=e.minute)).timestamp() * 1e6))
+            out[p].append(replace(scored(e), late=verdict.late, src_partition=p, src_offset=offset))
+    return out
+
+
 def deliver(
     processor: AggregateProcessor, logs: dict[int, list[Entry]], rng: random.Random, crash_chance: float
 ) -> list[Any]:
-    """Interleave partitions in random batches; sometimes rewind to an earlier offset (a crash)."""
-    payloads = {p: [encode(scored(e)) for e in log] for p, log in logs.items()}
+    """Interleave partitions in random batches; sometimes rewind to an earlier offset (a crash). Here each
+    log stands for both a source partition and the news.scored partition it reaches."""
+    grace_min = processor.aggregator.grace_us / 60e6
+    payloads = {p: [encode(item) for item in items] for p, items in source_scored(logs, grace_min).items()}
     position = dict.fromkeys(logs, 0)
     out: list[Any] = []
     while any(position[p] < len(logs[p]) for p in logs):
