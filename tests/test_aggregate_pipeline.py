@@ -159,7 +159,7 @@ def test_alerting_worker_publishes_transitions(broker: EmbeddedBroker, tmp_path:
     with Store(settings.store_url).engine.connect() as conn:
         assert len(astore.events(conn)) == len(events)  # every stored transition was published
     listed = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "alerts", "list", "--json"],
+        [sys.executable, "-m", "pipelines.cli", "alerts", "list", "--json"],
         cwd=REPO,
         env=settings_env(settings),
         capture_output=True,
@@ -195,7 +195,7 @@ def test_raw_news_through_classify_into_windows(broker: EmbeddedBroker, tmp_path
         )
     )
     out = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "windows", "--key", "market", "--size", "1h", "--json"],
+        [sys.executable, "-m", "pipelines.cli", "windows", "--key", "market", "--size", "1h", "--json"],
         cwd=REPO,
         env=settings_env(settings),
         capture_output=True,
