@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Engine, Float, String, Table, select
 
-from monitor.store.db import as_utc
 from monitor.store.schema import metadata
+from monitor.store.times import as_utc
 
 stage_heartbeats = Table(
     "stage_heartbeats",
@@ -76,18 +76,17 @@ def ready_stages(engine: Engine, since: datetime) -> set[str]:
 class HeartbeatWriter:
     """The stage loop's heartbeat sink: writes the worker's snapshot to the store."""
 
-    def __init__(self, store_url: str, clock: Any) -> None:
-        from monitor.store.db import Store  # lazy: avoids an import cycle with db.py
-
-        self.store = Store(store_url)
-        self.store.create_schema()
+    def __init__(self, engine: Engine, clock: Any) -> None:
+        # An engine, not a Store: the Store (db.py) registers this module's table, so this module must not
+        # import db.py back. The caller creates the schema.
+        self.engine = engine
         self.clock, self.worker = clock, worker_id()
         self.started_at = clock.now()
 
     def __call__(self, snapshot: dict[str, Any]) -> None:
         now = self.clock.now()
         beat(
-            self.store.engine,
+            self.engine,
             {
                 "worker": self.worker,
                 "stage": snapshot["stage"],
