@@ -81,6 +81,7 @@ class Store:
         for attempt in range(5):
             try:
                 metadata.create_all(self.engine)
+                heartbeats.add_missing_columns(self.engine)
                 return
             except SQLAlchemyError as exc:
                 # Workers starting together race to create the same tables: the loser sees "already exists"

@@ -3,7 +3,9 @@ every stage is ready and the dashboard's System page can show items/s and batch 
 
 `stage_heartbeats` - one row per worker process (`worker` = host:pid): stage, started_at, updated_at,
 assigned (list of "topic[partition]"), running totals (records_in, messages_out, dead_letters, batches), the
-rate over the last interval (`records_per_s`) and the mean batch size; `stopped_at` once it exits cleanly.
+rate over the last interval (`records_per_s`) and the mean batch size; `stopped_at` once it exits cleanly;
+`lag`: {"topic[partition]": records behind} of the partitions it owns, as of its last batch (the dashboard's
+consumer lag, read from here so that it never needs a Kafka client).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import socket
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Engine, Float, String, Table, select
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Engine, Float, String, Table, inspect, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.store.schema import metadata
 from monitor.store.times import as_utc
@@ -33,7 +36,25 @@ stage_heartbeats = Table(
     Column("batches", BigInteger, nullable=False),
     Column("records_per_s", Float, nullable=False),
     Column("mean_batch", Float, nullable=False),
+    Column("lag", JSON),  # added after the table: add_missing_columns() upgrades older stores
 )
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Add the columns this table gained after a store was created (create_all only creates missing tables)."""
+    if "lag" in _columns(engine):
+        return
+    column_type = stage_heartbeats.c.lag.type.compile(dialect=engine.dialect)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE stage_heartbeats ADD COLUMN lag {column_type}")
+    except SQLAlchemyError:
+        if "lag" not in _columns(engine):  # else another worker starting at the same time added it first
+            raise
+
+
+def _columns(engine: Engine) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns("stage_heartbeats")}
 
 
 def worker_id() -> str:
@@ -100,5 +121,6 @@ class HeartbeatWriter:
                 "batches": snapshot["batches"],
                 "records_per_s": float(snapshot["records_per_s"]),
                 "mean_batch": float(snapshot["mean_batch"]),
+                "lag": snapshot.get("lag", {}),
             },
         )
