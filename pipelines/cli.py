@@ -24,8 +24,8 @@ log = logging.getLogger("finmon")
 # Subcommands in other modules are imported only when used (torch is slow to import).
 LAZY = {
     "replay": "pipelines.replay:command",
-    "train": "pipelines.train:command",
-    "evaluate": "pipelines.evaluate:command",
+    "train": "pipelines.training.train:command",
+    "evaluate": "pipelines.training.evaluate:command",
     "dashboard": "dashboards.serve:command",
     "ingest": "pipelines.ingest:command",
     "backtest": "pipelines.backtest:command",
