@@ -16,6 +16,7 @@ COPY pyproject.toml README.md ./
 COPY monitor ./monitor
 COPY pipelines ./pipelines
 COPY dashboards ./dashboards
+COPY benchmarks ./benchmarks
 RUN pip install . && python -c "import pipelines.cli"
 
 USER finmon

@@ -31,7 +31,7 @@ LAZY = {
     "backtest": "pipelines.backtest:command",
     "topics": "monitor.kafka.commands:command",
 }
-LAZY_BENCH = {"classifier": "pipelines.bench_classifier:command", "pipeline": "pipelines.bench_pipeline:command"}
+LAZY_BENCH = {"classifier": "benchmarks.bench_classifier:command", "pipeline": "benchmarks.bench_pipeline:command"}
 
 
 def _load(target: str) -> click.Command:
