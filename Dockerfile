@@ -16,7 +16,8 @@ COPY pyproject.toml README.md ./
 COPY monitor ./monitor
 COPY pipelines ./pipelines
 COPY dashboards ./dashboards
-RUN pip install . && python -c "import monitor.cli"
+COPY benchmarks ./benchmarks
+RUN pip install . && python -c "import pipelines.cli"
 
 USER finmon
 ENV FINMON_DATA_DIR=/home/finmon/data

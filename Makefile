@@ -34,13 +34,15 @@ tools:
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
+# lint-imports checks the architecture's contracts ([tool.importlinter] in pyproject.toml).
 lint: install
 	$(BIN)/ruff check monitor pipelines dashboards tests benchmarks
 	$(BIN)/mypy monitor
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix monitor pipelines dashboards tests benchmarks
 	$(BIN)/ruff format monitor pipelines dashboards tests benchmarks
 
 clean:
-	rm -rf $(VENV) .finmon .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .finmon .pytest_cache .mypy_cache .ruff_cache .import_linter_cache *.egg-info

@@ -23,11 +23,11 @@ from sqlalchemy import select
 from monitor.config import load_settings
 from monitor.kafka.client import make_producer
 from monitor.sources.files import FileSource, dumps
-from monitor.stack import Stack, UpOptions
 from monitor.status import kafka_counts
 from monitor.store import Store
 from monitor.store.schema import scored_items
 from pipelines.replay import DEMO_FEED
+from pipelines.stack import Stack, UpOptions
 
 
 @dataclass

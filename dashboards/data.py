@@ -105,6 +105,11 @@ def workers(store_url: str) -> pd.DataFrame:
     return q.workers(store().engine)
 
 
+@st.cache_data(ttl=TTL, show_spinner=False)
+def consumer_lag(store_url: str) -> pd.DataFrame:
+    return q.consumer_lag(store().engine)
+
+
 def page_window() -> TimeWindow | None:
     """The sidebar's time range and window size over the store's data, or None (with a hint) when it is empty."""
     low, latest = time_bounds(url())

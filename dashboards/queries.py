@@ -354,3 +354,21 @@ def workers(engine: Engine) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
     frame["assigned"] = frame["assigned"].map(lambda parts: ", ".join(parts) if isinstance(parts, list) else "")
     return frame[columns]
+
+
+def consumer_lag(engine: Engine) -> pd.DataFrame:
+    """Records behind per stage and partition, from the running workers' heartbeats (each reports the lag of
+    the partitions it owns after every batch), so the dashboard never needs a Kafka client. A partition that
+    moved between workers is taken from the newest report."""
+    from monitor.store.heartbeats import heartbeats
+
+    columns = ["stage", "partition", "lag", "worker", "updated_at"]
+    rows, seen = [], set()
+    for beat in heartbeats(engine):  # newest first
+        if beat["stopped_at"] is not None:
+            continue
+        for partition, lag in sorted((beat.get("lag") or {}).items()):
+            if (beat["stage"], partition) not in seen:
+                seen.add((beat["stage"], partition))
+                rows.append([beat["stage"], partition, int(lag), beat["worker"], beat["updated_at"]])
+    return pd.DataFrame(rows, columns=columns).sort_values(["stage", "partition"], ignore_index=True)

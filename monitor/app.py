@@ -132,5 +132,7 @@ def build_stage(stage: str, settings: Settings, *, stop_after_idle: float | None
     from monitor.store.heartbeats import HeartbeatWriter
 
     runner = BUILDERS[stage](settings, stop_after_idle=stop_after_idle)
-    runner.heartbeat = HeartbeatWriter(settings.store_url, SystemClock())
+    store = Store(settings.store_url)
+    store.create_schema()
+    runner.heartbeat = HeartbeatWriter(store.engine, SystemClock())
     return runner

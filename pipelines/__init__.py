@@ -1,1 +1,2 @@
-"""Batch and operator pipelines on top of the monitor library: replay, train, evaluate, backtest, bench."""
+"""The application side, on top of the monitor library: the `finmon` command (cli), `finmon up` (stack),
+replay, ingest, training/ (train, evaluate) and backtest/. The library (monitor/) never imports this package."""

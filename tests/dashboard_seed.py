@@ -101,6 +101,7 @@ def seed(store_url: str) -> list[ScoredItem]:
                 "batches": 4,
                 "records_per_s": 12.5 * (i + 1),
                 "mean_batch": 95.0,
+                "lag": {f"news.raw[{i}]": 4 * i},
             },
         )
     upsert_prices(store.engine, [("HALC", date(2025, 3, d), 100.0 - 3 * (d - 1)) for d in range(1, 8)])

@@ -101,7 +101,7 @@ def start_worker(
     settings: Settings, stage: str, *extra: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen[str]:
     """A `finmon worker` child process; its output goes to temporary files (pipes could fill and block it)."""
-    cmd = [sys.executable, "-m", "monitor.cli", "worker", stage, *extra]
+    cmd = [sys.executable, "-m", "pipelines.cli", "worker", stage, *extra]
     out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env or settings_env(settings), stdout=out, stderr=err, text=True)
     proc.output_files = (out, err)  # type: ignore[attr-defined]

@@ -177,7 +177,7 @@ def test_alerting_worker_publishes_transitions(broker: EmbeddedBroker, tmp_path:
     with Store(settings.store_url).engine.connect() as conn:
         assert len(astore.events(conn)) == len(events)  # every stored transition was published
     listed = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "alerts", "list", "--json"],
+        [sys.executable, "-m", "pipelines.cli", "alerts", "list", "--json"],
         cwd=REPO,
         env=settings_env(settings),
         capture_output=True,
@@ -209,7 +209,7 @@ def test_raw_news_through_classify_into_windows(broker: EmbeddedBroker, tmp_path
     # lateness is decided per news.raw partition: a max-speed replay of an ordered feed has no late items
     finish(start_worker(settings, "aggregate", "--stop-after-idle", "4"))
     out = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "windows", "--key", "market", "--size", "1h", "--json"],
+        [sys.executable, "-m", "pipelines.cli", "windows", "--key", "market", "--size", "1h", "--json"],
         cwd=REPO,
         env=settings_env(settings),
         capture_output=True,

@@ -25,7 +25,6 @@ from prometheus_client import generate_latest
 from monitor.alerts.errors import RulesError
 from monitor.alerts.rules import load_rules, parse_rules
 from monitor.alerts.service import AlertService, start_scheduler
-from monitor.cli import cli
 from monitor.clock import ManualClock
 from monitor.config import load_settings
 from monitor.kafka.broker import free_port
@@ -33,6 +32,7 @@ from monitor.records import encode
 from monitor.stages.aggregate import AggregateProcessor
 from monitor.store import Store
 from monitor.store import alerts as astore
+from pipelines.cli import cli
 from tests.alert_feed import BASE, BURST_END, BURST_START, HOT, QUIET, burst_feed
 from tests.test_windows import Record
 

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from monitor.cli import cli
 from monitor.sources.files import ColumnMap
+from pipelines.cli import cli
 
 NY = ZoneInfo("America/New_York")
 NEGATIVE = ["{t} shares plunge after accounting fraud probe, CEO resigns",

@@ -56,7 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "HF_HUB_OFFLINE": "1",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor.cli", "dashboard", "--port", str(port)],
+        [sys.executable, "-m", "pipelines.cli", "dashboard", "--port", str(port)],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,

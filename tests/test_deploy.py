@@ -11,8 +11,8 @@ import click
 import pytest
 import yaml
 
-from monitor.cli import cli
 from monitor.config import load_settings
+from pipelines.cli import cli
 from tests.conftest import REPO
 
 COMPOSE = REPO / "docker-compose.yml"

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.classify import load_classifier
-from pipelines._metrics import compute_metrics
-from pipelines.evaluate import command
+from pipelines.training.evaluate import command
+from pipelines.training.metrics import compute_metrics
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -394,7 +394,7 @@ def test_sigterm_stops_the_scheduled_scraper_cleanly(
     settings = make_settings(broker.bootstrap, sqlite_url)
     path = feeds_file(tmp_path, feed_server, [{"name": "wire", "path": "/rss.xml", "interval_s": 1}])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor.cli", "ingest", "--config", str(path)],
+        [sys.executable, "-m", "pipelines.cli", "ingest", "--config", str(path)],
         cwd=REPO,
         env=settings_env(settings),
         stdout=subprocess.PIPE,

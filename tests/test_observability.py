@@ -40,3 +40,23 @@ def test_metrics_are_exposed_in_prometheus_format() -> None:
     text = generate_latest().decode()
     assert 'finmon_dead_letters_total{reason="not_utf8",stage="classify"}' in text
     assert 'finmon_batch_size_bucket{le="64.0",stage="classify"}' in text
+
+
+def test_heartbeats_carry_the_lag_of_owned_partitions() -> None:
+    """The dashboard reads consumer lag from heartbeats: after a batch, each owned partition's lag is in them."""
+    from kafka import TopicPartition
+
+    from monitor.kafka.stage import StageRunner
+
+    owned = [TopicPartition("news.scored", 0), TopicPartition("news.scored", 1)]
+    marks, positions = {owned[0]: 10, owned[1]: 7}, {owned[0]: 4, owned[1]: 7}
+    consumer = SimpleNamespace(assignment=lambda: set(owned), highwater=marks.get, position=positions.get)
+    beats: list[dict[str, object]] = []
+    runner = StageRunner(
+        load_settings(), SimpleNamespace(stage="sink"), ["news.scored"], "g", SystemClock(), heartbeat=beats.append
+    )
+    runner._watch_assignment(consumer)  # before any batch: nothing measured yet
+    runner._update_lag(consumer)  # what the loop does after each committed batch
+    runner._beat(5.0, 2.0)
+    runner._beat(0.0, 0.0, stopped=True)
+    assert [b["lag"] for b in beats] == [{}, {"news.scored[0]": 6, "news.scored[1]": 0}, {}]

@@ -129,7 +129,7 @@ def test_finmon_up_runs_the_stack_and_prints_status_last(tmp_path: Path) -> None
     cmd = [
         sys.executable,
         "-m",
-        "monitor.cli",
+        "pipelines.cli",
         "up",
         "--feed",
         str(feed_path),

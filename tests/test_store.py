@@ -97,3 +97,33 @@ def test_workers_creating_the_schema_at_once_do_not_fail(store_url: str) -> None
         thread.join()
     assert errors == []
     assert Store(store_url).count_scored() == 0  # the schema is there and usable
+
+
+def test_an_older_store_gains_the_heartbeat_lag_column(store_url: str) -> None:
+    """Stores created before heartbeats carried consumer lag: create_schema adds the column, and beats keep it."""
+    from monitor.store.heartbeats import beat, heartbeats, stage_heartbeats
+
+    store = Store(store_url)
+    stage_heartbeats.create(store.engine)
+    with store.engine.begin() as conn:  # the table as it was before the column
+        conn.exec_driver_sql("ALTER TABLE stage_heartbeats DROP COLUMN lag")
+    store.create_schema()
+    store.create_schema()  # the upgrade is idempotent
+    row = {
+        "worker": "h:1",
+        "stage": "sink",
+        "started_at": NOW,
+        "updated_at": NOW,
+        "stopped_at": None,
+        "assigned": ["news.scored[0]"],
+        "records_in": 5,
+        "messages_out": 5,
+        "dead_letters": 0,
+        "batches": 1,
+        "records_per_s": 1.0,
+        "mean_batch": 5.0,
+        "lag": {"news.scored[0]": 3},
+    }
+    beat(store.engine, row)
+    assert heartbeats(store.engine)[0]["lag"] == {"news.scored[0]": 3}
+    store.dispose()

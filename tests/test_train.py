@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from safetensors import safe_open
 
 from monitor.classify import load_classifier
-from pipelines._data import stratified_split
-from pipelines._trainer import IGNORE, Schedule, Trainer, class_weights, length_grouped_batches, masked_ce
-from pipelines.train import command
+from pipelines.training.data import stratified_split
+from pipelines.training.train import command
+from pipelines.training.trainer import IGNORE, Schedule, Trainer, class_weights, length_grouped_batches, masked_ce
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -220,7 +220,8 @@ def _schedule(**overrides: float) -> Schedule:
 
 
 def test_layer_wise_lr_decay_and_weight_average() -> None:
-    from pipelines.train import ModelArguments, build_model
+    from pipelines.training.args import ModelArguments
+    from pipelines.training.train import build_model
 
     model, tokenizer, config = build_model(ModelArguments(lora_r=0), TOPICS)
     trainer = Trainer(model, tokenizer, config, _schedule(layer_lr_decay=0.5, ema_decay=0.5), torch.device("cpu"),
@@ -304,8 +305,8 @@ def test_teacher_with_other_topics_is_refused(tmp_path: Path) -> None:
 
 def test_pseudo_labels_fill_the_other_head_and_leave_gaps_ignored() -> None:
     from monitor.classify.model import ModelConfig, load_tokenizer
-    from pipelines._data import Split
-    from pipelines.train import encode_training_rows
+    from pipelines.training.data import Split
+    from pipelines.training.train import encode_training_rows
 
     train = pd.DataFrame({"text": ["a up", "b down"], "label": ["Earnings", "Dividend"]})
     train["pseudo_sentiment"] = ["positive", None]

@@ -1,5 +1,6 @@
 """System: throughput, consumer lag, dead letters by reason, the loaded model's card and metrics, and the
-health of the store and the broker."""
+health of the store. Everything comes from the store: lag is what the workers report in their heartbeats,
+so this page (and the dashboard) never loads a Kafka client; `finmon status` asks the broker itself."""
 
 from __future__ import annotations
 
@@ -9,17 +10,6 @@ import streamlit as st
 
 from dashboards import data
 from dashboards.state import settings, store_error
-
-
-@st.cache_data(ttl=5, show_spinner=False)
-def kafka_status(bootstrap: str) -> dict[str, object]:
-    from monitor.status import kafka_counts  # lazy: only when the page is open
-
-    try:
-        counts = kafka_counts(settings())
-        return {"ok": True, "topics": counts["per_topic"], "lag": counts["lag"]}
-    except Exception as exc:
-        return {"ok": False, "error": str(exc)}
 
 
 def _store_section() -> None:
@@ -48,26 +38,24 @@ def _workers_section() -> None:
     per_stage = running.groupby("stage").agg(
         workers=("worker", "count"), items_per_s=("records_per_s", "sum"), mean_batch=("mean_batch", "mean")
     )
+    lag = data.consumer_lag(data.url())
+    per_stage["lag"] = lag.groupby("stage")["lag"].sum().reindex(per_stage.index).astype("Int64")
     st.dataframe(per_stage, width="stretch")
     with st.expander("Every worker"):
         st.dataframe(frame, hide_index=True, width="stretch")
 
 
-def _kafka_section() -> None:
-    status = kafka_status(settings().bootstrap)
-    if not status["ok"]:
-        st.warning(f"Broker at {settings().bootstrap} unreachable: {status['error']}")
+def _lag_section() -> None:
+    lag = data.consumer_lag(data.url())
+    st.subheader("Consumer lag")
+    if lag.empty:
+        st.caption("No running worker has reported lag yet (each reports it after a batch, in its heartbeat).")
         return
-    st.success(f"Broker at {settings().bootstrap} answers")
-    cols = st.columns(2)
-    cols[0].dataframe(
-        {"topic": list(status["topics"]), "messages": list(status["topics"].values())},  # type: ignore[union-attr]
-        hide_index=True,
+    st.caption(
+        f"{int(lag['lag'].sum()):,} records behind in all. Per partition, as each stage's workers last reported "
+        "it; `finmon status` asks the broker."
     )
-    cols[1].dataframe(
-        {"consumer group": list(status["lag"]), "lag": list(status["lag"].values())},  # type: ignore[union-attr]
-        hide_index=True,
-    )
+    st.dataframe(lag, hide_index=True, width="stretch")
 
 
 def _dead_letters() -> None:
@@ -106,10 +94,10 @@ def render() -> None:
         try:
             _store_section()
             _workers_section()
+            _lag_section()
             _dead_letters()
         except Exception as exc:
             store_error(exc)
-        _kafka_section()
 
     live()
     _model_card()

@@ -1,4 +1,4 @@
-"""What `finmon windows` and `finmon alerts ...` print and do (click wiring is in monitor/cli.py)."""
+"""What `finmon windows` and `finmon alerts ...` print and do (click wiring is in pipelines/cli.py)."""
 
 from __future__ import annotations
 

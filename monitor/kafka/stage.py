@@ -167,8 +167,12 @@ class StageRunner:
         """Tell the heartbeat sink what this worker consumes and how fast; never fails the stage."""
         if self.heartbeat is None:
             return
+        # Lag of the partitions this worker still owns (set by _update_lag after each batch), so readers such
+        # as the dashboard get consumer lag from the store instead of asking the broker.
+        lag = {part: n for part, n in getattr(self, "_lag", {}).items() if part in self._assigned}
         snapshot = {"stage": self.processor.stage, "assigned": [] if stopped else self._assigned,
-                    "records_per_s": rate, "mean_batch": mean_batch, "stopped": stopped, **self.stats.as_dict()}
+                    "records_per_s": rate, "mean_batch": mean_batch, "stopped": stopped,
+                    "lag": {} if stopped else lag, **self.stats.as_dict()}
         try:
             self.heartbeat(snapshot)
         except Exception as exc:  # a heartbeat is best effort: the store may be down
@@ -282,12 +286,16 @@ class StageRunner:
             metrics.DEAD_LETTERS.labels(stage, message.reason or "unknown").inc()
 
     def _update_lag(self, consumer: Any) -> None:
-        """Lag per assigned partition from the fetched high-water mark (Tansu's ListOffsets is too low)."""
+        """Lag per assigned partition from the fetched high-water mark (Tansu's ListOffsets is too low); kept
+        for the next heartbeat as {"topic[partition]": lag}, the format of `assigned`."""
+        lag: dict[str, int] = {}
         for tp in consumer.assignment():
             mark = consumer.highwater(tp)
             if mark is not None:
-                metrics.LAG.labels(self.processor.stage, tp.topic, str(tp.partition)).set(
-                    max(mark - consumer.position(tp), 0))
+                behind = max(mark - consumer.position(tp), 0)
+                metrics.LAG.labels(self.processor.stage, tp.topic, str(tp.partition)).set(behind)
+                lag[f"{tp.topic}[{tp.partition}]"] = behind
+        self._lag = lag
 
     def _process(self, batch: list[Any]) -> list[OutMessage] | None:
         delay = 0.5

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError, SQLA
 from monitor.errors import StoreError
 from monitor.records import DeadLetter, ScoredItem
 from monitor.store.schema import dead_letters, metadata, scored_items
+from monitor.store.times import as_utc as as_utc  # re-exported: callers import it from here and from monitor.store
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,6 @@ def _lost_create_race(exc: SQLAlchemyError) -> bool:
     return "already exists" in text or "duplicate key" in text or "database is locked" in text
 
 
-def as_utc(when: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; the store only ever writes UTC, so attach it."""
-    if when is None:
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
 class Store:
     """Typed access to the finmon tables."""
 
@@ -87,6 +81,7 @@ class Store:
         for attempt in range(5):
             try:
                 metadata.create_all(self.engine)
+                heartbeats.add_missing_columns(self.engine)
                 return
             except SQLAlchemyError as exc:
                 # Workers starting together race to create the same tables: the loser sees "already exists"

@@ -3,7 +3,9 @@ every stage is ready and the dashboard's System page can show items/s and batch 
 
 `stage_heartbeats` - one row per worker process (`worker` = host:pid): stage, started_at, updated_at,
 assigned (list of "topic[partition]"), running totals (records_in, messages_out, dead_letters, batches), the
-rate over the last interval (`records_per_s`) and the mean batch size; `stopped_at` once it exits cleanly.
+rate over the last interval (`records_per_s`) and the mean batch size; `stopped_at` once it exits cleanly;
+`lag`: {"topic[partition]": records behind} of the partitions it owns, as of its last batch (the dashboard's
+consumer lag, read from here so that it never needs a Kafka client).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import socket
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Engine, Float, String, Table, select
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Engine, Float, String, Table, inspect, select
+from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.store.db import as_utc
 from monitor.store.schema import metadata
+from monitor.store.times import as_utc
 
 stage_heartbeats = Table(
     "stage_heartbeats",
@@ -33,7 +36,25 @@ stage_heartbeats = Table(
     Column("batches", BigInteger, nullable=False),
     Column("records_per_s", Float, nullable=False),
     Column("mean_batch", Float, nullable=False),
+    Column("lag", JSON),  # added after the table: add_missing_columns() upgrades older stores
 )
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Add the columns this table gained after a store was created (create_all only creates missing tables)."""
+    if "lag" in _columns(engine):
+        return
+    column_type = stage_heartbeats.c.lag.type.compile(dialect=engine.dialect)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE stage_heartbeats ADD COLUMN lag {column_type}")
+    except SQLAlchemyError:
+        if "lag" not in _columns(engine):  # else another worker starting at the same time added it first
+            raise
+
+
+def _columns(engine: Engine) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns("stage_heartbeats")}
 
 
 def worker_id() -> str:
@@ -76,18 +97,17 @@ def ready_stages(engine: Engine, since: datetime) -> set[str]:
 class HeartbeatWriter:
     """The stage loop's heartbeat sink: writes the worker's snapshot to the store."""
 
-    def __init__(self, store_url: str, clock: Any) -> None:
-        from monitor.store.db import Store  # lazy: avoids an import cycle with db.py
-
-        self.store = Store(store_url)
-        self.store.create_schema()
+    def __init__(self, engine: Engine, clock: Any) -> None:
+        # An engine, not a Store: the Store (db.py) registers this module's table, so this module must not
+        # import db.py back. The caller creates the schema.
+        self.engine = engine
         self.clock, self.worker = clock, worker_id()
         self.started_at = clock.now()
 
     def __call__(self, snapshot: dict[str, Any]) -> None:
         now = self.clock.now()
         beat(
-            self.store.engine,
+            self.engine,
             {
                 "worker": self.worker,
                 "stage": snapshot["stage"],
@@ -101,5 +121,6 @@ class HeartbeatWriter:
                 "batches": snapshot["batches"],
                 "records_per_s": float(snapshot["records_per_s"]),
                 "mean_batch": float(snapshot["mean_batch"]),
+                "lag": snapshot.get("lag", {}),
             },
         )

@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
-from pipelines._data import Split, other_validation_rows
-from pipelines._trainer import copy_weights
+from pipelines.training.data import Split, other_validation_rows
+from pipelines.training.trainer import copy_weights
 
 log = logging.getLogger(__name__)
 

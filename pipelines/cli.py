@@ -1,4 +1,8 @@
-"""The `finmon` command. Settings are built once here and handed to every subcommand."""
+"""The `finmon` command. Settings are built once here and handed to every subcommand.
+
+It lives in pipelines/, the application side: it wires the library (monitor/), the dashboard and the batch
+pipelines into one command, so the library never has to import any of them.
+"""
 
 from __future__ import annotations
 
@@ -17,17 +21,17 @@ from monitor.logs import setup_logging
 
 log = logging.getLogger("finmon")
 
-# Subcommands implemented in pipelines/ are imported only when used (torch is slow to import).
+# Subcommands in other modules are imported only when used (torch is slow to import).
 LAZY = {
     "replay": "pipelines.replay:command",
-    "train": "pipelines.train:command",
-    "evaluate": "pipelines.evaluate:command",
+    "train": "pipelines.training.train:command",
+    "evaluate": "pipelines.training.evaluate:command",
     "dashboard": "dashboards.serve:command",
     "ingest": "pipelines.ingest:command",
     "backtest": "pipelines.backtest:command",
     "topics": "monitor.kafka.commands:command",
 }
-LAZY_BENCH = {"classifier": "pipelines.bench_classifier:command", "pipeline": "pipelines.bench_pipeline:command"}
+LAZY_BENCH = {"classifier": "benchmarks.bench_classifier:command", "pipeline": "benchmarks.bench_pipeline:command"}
 
 
 def _load(target: str) -> click.Command:
@@ -156,8 +160,8 @@ def up(
     settings: Settings, feed: str, speed: str, dashboard: bool, dashboard_port: int, stop_after_idle: float | None
 ) -> None:
     """Start the embedded broker, every stage, the dashboard, and replay a feed into it."""
-    from monitor.stack import UpOptions, run_up, status_line
     from pipelines.replay import parse_speed
+    from pipelines.stack import UpOptions, run_up, status_line
 
     options = UpOptions(
         feed=None if feed == "none" else feed,

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from monitor.classify.engine import Engine, collate
 from monitor.classify.model import ModelConfig, MultiTaskModel
-from pipelines._metrics import compute_metrics
+from pipelines.training.metrics import compute_metrics
 
 log = logging.getLogger(__name__)
 IGNORE = -100

@@ -26,7 +26,7 @@ from typing import Any
 import click
 import numpy as np
 
-from pipelines._cli import dataclass_options, from_options
+from pipelines.options import dataclass_options, from_options
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = (REPO.parent / "shared/data/tfns/sent_train.csv", REPO.parent / "shared/data/tfn_topic/topic_train.csv")
@@ -56,7 +56,7 @@ class BenchArguments:
 
 def load_texts(args: BenchArguments) -> list[str]:
     """`n` texts from --data (or the defaults), sampled with seed 0, repeated if the file is smaller."""
-    from pipelines._data import read_table
+    from pipelines.training.data import read_table
 
     paths = [args.data] if args.data else [p for p in DEFAULT_DATA if p.is_file()] or [DEMO_FEED]
     texts: list[str] = []

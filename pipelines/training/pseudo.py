@@ -17,7 +17,7 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from pipelines._data import Split, other_validation_rows
+from pipelines.training.data import Split, other_validation_rows
 
 log = logging.getLogger(__name__)
 CHUNK = 512  # texts per engine call, so the progress bar moves

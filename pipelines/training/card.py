@@ -54,7 +54,7 @@ def reproduce_command(arguments: dict[str, dict[str, Any]]) -> str:
     """The `finmon train` command line with every argument that differs from its default."""
     import dataclasses
 
-    from pipelines.train import DataArguments, ModelArguments, TrainingArguments
+    from pipelines.training.args import DataArguments, ModelArguments, TrainingArguments
 
     parts = ["finmon train"]
     for group, cls in (("data", DataArguments), ("model", ModelArguments), ("training", TrainingArguments)):

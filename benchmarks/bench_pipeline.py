@@ -20,10 +20,10 @@ from sqlalchemy import select
 
 from monitor.config import Settings
 from monitor.sources.files import FileSource
-from monitor.stack import Stack, UpOptions
 from monitor.store import Store, as_utc
 from monitor.store.schema import scored_items
 from pipelines.replay import publish, resolve_feed
+from pipelines.stack import Stack, UpOptions
 
 
 def bench_records(feed: str, n: int) -> list[dict[str, Any]]:

@@ -18,8 +18,8 @@ import torch
 
 from monitor.classify.engine import compare_engines, load_classifier
 from monitor.classify.model import save_model
-from pipelines._card import render_card
-from pipelines._metrics import compute_metrics, plot_confusion, report_text
+from pipelines.training.card import render_card
+from pipelines.training.metrics import compute_metrics, plot_confusion, report_text
 
 log = logging.getLogger(__name__)
 

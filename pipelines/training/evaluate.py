@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import click
 
-from pipelines._cli import dataclass_options, from_options
+from pipelines.options import dataclass_options, from_options
 
 
 @dataclass
@@ -42,8 +42,8 @@ def evaluate(args: EvalArguments) -> dict[str, Any]:
     """Load the model and the data, predict, and return the metrics (plus model version and task)."""
     from monitor.classify.engine import load_classifier
     from monitor.classify.model import ModelNotFoundError
-    from pipelines._data import load_labelled
-    from pipelines._metrics import compute_metrics
+    from pipelines.training.data import load_labelled
+    from pipelines.training.metrics import compute_metrics
 
     try:
         engine = load_classifier(args.model, device=args.device, quantize=args.quantize)
@@ -62,7 +62,7 @@ def evaluate(args: EvalArguments) -> dict[str, Any]:
 def _write_reports(
     args: EvalArguments, truth: list[str], predicted: list[str], labels: Any, metrics: dict[str, Any]
 ) -> None:
-    from pipelines._metrics import plot_confusion, report_text
+    from pipelines.training.metrics import plot_confusion, report_text
 
     assert args.report_dir is not None  # noqa: S101  (checked by the caller)
     args.report_dir.mkdir(parents=True, exist_ok=True)
