@@ -93,11 +93,16 @@ class OutboxPublisher:
         self.outbox, self.clock, self.timeout_s = Outbox(engine), clock, timeout_s
         self.stop = stop or threading.Event()
         self._producer: KafkaProducer | None = None
+        self._fresh_broker = False  # set when a send failed: the broker may have restarted without its topics
         self._lock = threading.RLock()
 
     @property
     def producer(self) -> KafkaProducer:
         if self._producer is None:
+            if self._fresh_broker:
+                # Otherwise the first send would auto-create news.raw with the broker's partition count.
+                ensure_topics(self.settings)
+                self._fresh_broker = False
             self._producer = make_producer(self.settings, client_id=self.client_id)
         return self._producer
 
@@ -143,6 +148,7 @@ class OutboxPublisher:
     def recover(self) -> Recovery:
         """Prune the outbox, then re-publish the records not done that the broker no longer holds."""
         cfg = self.settings.outbox
+        ensure_topics(self.settings)  # a restarted broker has none; reading them back would wait for nothing
         pruned, expired = self.outbox.prune(self.topic, self.clock.now() - cfg.retention)
         if expired:
             log.warning("outbox: dropped %d entries of %s not stored or dead-lettered within %s",
@@ -180,7 +186,7 @@ class OutboxPublisher:
         """Drop the producer after a failed send: an idempotent producer whose broker restarted (Tansu forgets
         producer ids) fails every later send for good, while a new one starts clean."""
         with self._lock:
-            producer, self._producer = self._producer, None
+            producer, self._producer, self._fresh_broker = self._producer, None, True
         if producer is not None:
             try:
                 producer.close(timeout=5)

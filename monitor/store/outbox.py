@@ -144,9 +144,11 @@ class Outbox:
             write_entries(conn, entries, now)
 
     def entries(self, topic: str) -> list[Pending]:
-        """Every entry of `topic`, done or not, oldest first."""
+        """Every entry of `topic`, done or not, oldest first (in the order the broker took them)."""
         cols = [c for c in publish_outbox.c if c.name != "payload"]
-        query = select(*cols).where(publish_outbox.c.topic == topic).order_by(publish_outbox.c.queued_at)
+        query = select(*cols).where(publish_outbox.c.topic == topic).order_by(
+            publish_outbox.c.queued_at, publish_outbox.c.src_partition, publish_outbox.c.src_offset
+        )
         with self.engine.connect() as conn:
             return [_pending(row) for row in conn.execute(query)]
 
