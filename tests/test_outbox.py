@@ -20,7 +20,7 @@ from monitor.sources.logcheck import still_in_log
 from monitor.sources.outbox import content_id
 from monitor.sources.publish import publish
 from monitor.store import Store
-from monitor.store.outbox import Outbox, OutboxEntry
+from monitor.store.outbox import Outbox, OutboxEntry, payload_hash
 from tests.conftest import make_settings
 from tests.test_ingest import FeedServer, config_for, feed_server, ingestor  # noqa: F401  (feed_server: fixture)
 
@@ -38,8 +38,8 @@ def scored(item_id: str, partition: int = 0, offset: int = 0) -> ScoredItem:
     return ScoredItem(raw, "Earnings", {"Earnings": 1.0}, "neutral", probs, "test", T0, partition, offset)
 
 
-def dead_letter(key: bytes | None, topic: str = TOPIC, offset: int = 0, reason: str = "malformed_json") -> DeadLetter:
-    return DeadLetter(b"{", topic, 0, offset, "classify", reason, "bad", T0, key)
+def dead_letter(key: bytes | None, payload: bytes = b"{", topic: str = TOPIC, offset: int = 0) -> DeadLetter:
+    return DeadLetter(payload, topic, 0, offset, "classify", "malformed_json", "bad", T0, key)
 
 
 def test_entries_stay_until_stored_or_dead_lettered_then_are_pruned(store_url: str) -> None:
@@ -48,10 +48,14 @@ def test_entries_stay_until_stored_or_dead_lettered_then_are_pruned(store_url: s
     outbox = Outbox(store.engine)
     outbox.record([entry(f"e{i}", i) for i in range(6)], T0)
     store.upsert_scored([scored("e0")], T0)
-    store.add_dead_letters([dead_letter(b"e1", offset=1), dead_letter(b"e2", topic="other.raw", offset=2),
-                            dead_letter(b"x" * 100_000, offset=3), dead_letter(None, offset=4)], T0)
-    assert [e.item_id for e in outbox.pending(TOPIC)] == ["e2", "e3", "e4", "e5"]  # e2: dead letter of another topic
-    assert outbox.done(TOPIC, ["e0", "e1", "e2", "unknown"]) == {"e0", "e1"}
+    store.add_dead_letters([
+        dead_letter(b"e1", b'{"id":"e1"}', offset=1),
+        dead_letter(b"e2", b'{"id":"e2"}', topic="other.raw", offset=2),  # another topic's
+        dead_letter(b"e3", b'{"id":"e3","old":1}', offset=3),  # an earlier version of e3, since corrected
+        dead_letter(b"x" * 100_000, offset=4), dead_letter(None, offset=5),
+    ], T0)  # fmt: skip
+    assert [e.item_id for e in outbox.pending(TOPIC)] == ["e2", "e3", "e4", "e5"]
+    assert outbox.done(TOPIC, {"e0": "?", "e1": payload_hash(b'{"id":"e1"}'), "e2": "?", "new": "?"}) == {"e0", "e1"}
 
     outbox.record([entry("e3", 30, b"copy")], T0 + timedelta(hours=2))  # published again: points at the new copy
     moved = {e.item_id: e for e in outbox.entries(TOPIC)}["e3"]
@@ -116,7 +120,7 @@ def test_a_restarted_broker_gets_back_what_it_lost_byte_for_byte(store_url: str,
         sent = dict(raw_records(settings))
         store = Store(store_url)
         store.upsert_scored([scored("item-0"), scored("item-1", offset=1), scored("item-2", offset=2)], T0)
-        store.add_dead_letters([dead_letter(content_id(LINE).encode(), topic=settings.kafka.topics.raw)], T0)
+        store.add_dead_letters([dead_letter(content_id(LINE).encode(), LINE, topic=settings.kafka.topics.raw)], T0)
     finally:
         first.kill()
     with EmbeddedBroker(port, log_path=tmp_path / "broker.log"):

@@ -9,9 +9,9 @@ The store is therefore the record of what is done:
   offset). `finmon ingest` writes the entries in the same transaction as the items' dedupe keys, so an item
   is either seen *and* in the outbox, or neither (and then simply published again at the next poll). A replay
   writes them every 500 records or every second.
-* *When an entry is done.* Once the item is stored (`scored_items` has the id) or dead-lettered (a dead letter
-  of news.raw carries the key). Done entries are pruned at each check; entries older than `outbox.retention`
-  are dropped with a warning.
+* *When an entry is done.* Once the item is stored (`scored_items` has the id) or that record was dead-lettered
+  (a dead letter of news.raw has its key and value bytes). Done entries are pruned at each check; entries
+  older than `outbox.retention` are dropped with a warning.
 * *What is re-published when.* At start (`finmon ingest`, `finmon replay`, `finmon up --feed`) and, for ingest,
   every `outbox.check_every_s`: entries not done are read back from the topic (monitor/sources/logcheck.py).
   Those still at their offset with the same key and value are in flight in a healthy broker and left alone;
@@ -45,7 +45,7 @@ from monitor.config import Settings
 from monitor.errors import BrokerError
 from monitor.kafka.client import ensure_topics, make_producer
 from monitor.sources.logcheck import still_in_log
-from monitor.store.outbox import Outbox, OutboxEntry, Pending
+from monitor.store.outbox import Outbox, OutboxEntry, Pending, payload_hash
 
 log = logging.getLogger(__name__)
 RECOVER_BATCH = 500  # entries re-published per claim / send / record round
@@ -141,9 +141,10 @@ class OutboxPublisher:
     def record(self, entries: Sequence[OutboxEntry]) -> None:
         self.outbox.record(entries, self.clock.now())
 
-    def already_sent(self, item_ids: Sequence[str]) -> set[str]:
-        """The ids among `item_ids` that need no publish: done, or in the outbox (in flight or just recovered)."""
-        return self.outbox.done(self.topic, item_ids) | (self.outbox.item_ids(self.topic) & set(item_ids))
+    def already_sent(self, messages: Sequence[Message]) -> set[str]:
+        """The ids of `messages` that need no publish: done, or in the outbox (in flight or just recovered)."""
+        done = self.outbox.done(self.topic, {m.item_id: payload_hash(m.value) for m in messages})
+        return done | (self.outbox.item_ids(self.topic) & {m.item_id for m in messages})
 
     def recover(self) -> Recovery:
         """Prune the outbox, then re-publish the records not done that the broker no longer holds."""
@@ -171,7 +172,7 @@ class OutboxPublisher:
         )  # fmt: skip
         if self.stop.wait(self.settings.outbox.settle_s):
             return 0
-        done = self.outbox.done(self.topic, [entry.item_id for entry in lost])
+        done = self.outbox.done(self.topic, {entry.item_id: entry.payload_hash for entry in lost})
         todo = [entry for entry in lost if entry.item_id not in done]
         sent = 0
         for i in range(0, len(todo), RECOVER_BATCH):

@@ -107,7 +107,7 @@ def _unsent(
     lines = [line_message(line) for line in unparsed]
     if not resume:
         return todo, lines, 0
-    skip = pub.already_sent([m.item_id for _, m in todo] + [m.item_id for m in lines])
+    skip = pub.already_sent([m for _, m in todo] + lines)
     kept = [(record, m) for record, m in todo if m.item_id not in skip]
     kept_lines = [m for m in lines if m.item_id not in skip]
     return kept, kept_lines, len(todo) + len(lines) - len(kept) - len(kept_lines)

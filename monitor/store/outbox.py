@@ -7,15 +7,16 @@ published again (monitor/sources/outbox.py decides when).
     (`src_partition`, `src_offset`; -1 while a re-publish is under way), `published_at` (that ack) and
     `queued_at` (the first one), and how often the record was re-published.
 
-An entry is *done* once the item is stored (`scored_items` has its id) or dead-lettered (a dead letter of the
-same topic carries its key: classify's reasons or the sink's `duplicate_id`). Done entries are pruned, and so
-are entries still not done after the retention (the broker would have dropped the record by then anyway).
+An entry is *done* once the item is stored (`scored_items` has its id) or this very record was dead-lettered
+(a dead letter of the same topic with its key and its value bytes; a corrected record under the same id is
+not). Done entries are pruned, and so are entries still not done after the retention (the broker would have
+dropped the record by then anyway).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -155,21 +156,22 @@ class Outbox:
     def pending(self, topic: str) -> list[Pending]:
         """Entries of `topic` whose item is neither stored nor dead-lettered yet, oldest first."""
         entries = self.entries(topic)
-        done = self.done(topic, [e.item_id for e in entries])
+        done = self.done(topic, {e.item_id: e.payload_hash for e in entries})
         return [e for e in entries if e.item_id not in done]
 
-    def done(self, topic: str, item_ids: Iterable[str]) -> set[str]:
-        """The ids among `item_ids` that the pipeline has finished with: stored, or dead-lettered from `topic`."""
-        wanted = sorted(set(item_ids))
-        if not wanted:
-            return set()
-        out: set[str] = set()
+    def done(self, topic: str, records: Mapping[str, str]) -> set[str]:
+        """The ids among `records` (item id -> payload hash) the pipeline has finished with: the id is stored, or
+        that record was dead-lettered from `topic`."""
+        wanted = sorted(records)
+        stored: set[str] = set()
         with self.engine.connect() as conn:
             for i in range(0, len(wanted), _CHUNK):
                 query = select(scored_items.c.id).where(scored_items.c.id.in_(wanted[i : i + _CHUNK]))
-                out.update(row[0] for row in conn.execute(query))
-            keys = _dead_letter_keys(conn, topic)
-        return out | {item_id for item_id in wanted if item_id.encode("utf-8") in keys}
+                stored.update(row[0] for row in conn.execute(query))
+            keys = _dead_letter_keys(conn, topic) if wanted else set()
+            suspects = [i for i in wanted if i not in stored and i.encode("utf-8") in keys]
+            letters = _dead_letter_records(conn, topic, suspects)
+        return stored | {i for i in suspects if (i, records[i]) in letters}
 
     def payloads(self, topic: str, item_ids: Sequence[str]) -> dict[str, bytes]:
         """item id -> the value bytes as first sent."""
@@ -210,7 +212,7 @@ class Outbox:
             old = publish_outbox.delete().where(publish_outbox.c.topic == topic,
                                                 publish_outbox.c.queued_at < expire_before)
             expired = int(conn.execute(old).rowcount or 0)
-        done = sorted(key_hash(i) for i in self.done(topic, self.item_ids(topic)))
+        done = sorted(key_hash(i) for i in self.done(topic, {e.item_id: e.payload_hash for e in self.entries(topic)}))
         deleted = 0
         with self.engine.begin() as conn:
             for i in range(0, len(done), _CHUNK):
@@ -243,3 +245,15 @@ def _dead_letter_keys(conn: Connection, topic: str) -> set[bytes]:
         .distinct()
     )  # fmt: skip
     return {bytes(row[0]) for row in conn.execute(query)}
+
+
+def _dead_letter_records(conn: Connection, topic: str, item_ids: list[str]) -> set[tuple[str, str]]:
+    """(item id, payload hash) of the dead letters of `topic` keyed by one of `item_ids`."""
+    out: set[tuple[str, str]] = set()
+    keys = [i.encode("utf-8") for i in item_ids]
+    for i in range(0, len(keys), _CHUNK):
+        query = select(dead_letters.c.payload_key, dead_letters.c.payload).where(
+            dead_letters.c.src_topic == topic, dead_letters.c.payload_key.in_(keys[i : i + _CHUNK])
+        )
+        out.update((bytes(row[0]).decode("utf-8"), payload_hash(bytes(row[1]))) for row in conn.execute(query))
+    return out
