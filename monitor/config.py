@@ -129,8 +129,8 @@ class OutboxSettings(BaseModel):
                                                    "the store again before re-publishing: outputs still in flight "
                                                    "from before the restart land first instead of turning into "
                                                    "duplicate_id dead letters.")
-    retention: timedelta = Field(timedelta(days=7), description="Entries not stored or dead-lettered after this "
-                                                                "are dropped (Kafka's default retention).")
+    retention_days: float = Field(7.0, gt=0, description="Entries not stored or dead-lettered after this many "
+                                                         "days are dropped (Kafka's default retention).")
     check_every_s: float = Field(300.0, gt=0, description="`finmon ingest`: how often the outbox is checked "
                                                          "against the broker while it runs (also at start).")
     read_timeout_s: float = Field(30.0, gt=0, description="Longest a check may spend reading the topic back.")

@@ -11,7 +11,7 @@ The store is therefore the record of what is done:
   writes them every 500 records or every second.
 * *When an entry is done.* Once the item is stored (`scored_items` has the id) or that record was dead-lettered
   (a dead letter of news.raw has its key and value bytes). Done entries are pruned at each check; entries
-  older than `outbox.retention` are dropped with a warning.
+  older than `outbox.retention_days` are dropped with a warning.
 * *What is re-published when.* At start (`finmon ingest`, `finmon replay`, `finmon up --feed`) and, for ingest,
   every `outbox.check_every_s`: entries not done are read back from the topic (monitor/sources/logcheck.py).
   Those still at their offset with the same key and value are in flight in a healthy broker and left alone;
@@ -33,6 +33,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
@@ -150,10 +151,10 @@ class OutboxPublisher:
         """Prune the outbox, then re-publish the records not done that the broker no longer holds."""
         cfg = self.settings.outbox
         ensure_topics(self.settings)  # a restarted broker has none; reading them back would wait for nothing
-        pruned, expired = self.outbox.prune(self.topic, self.clock.now() - cfg.retention)
+        pruned, expired = self.outbox.prune(self.topic, self.clock.now() - timedelta(days=cfg.retention_days))
         if expired:
-            log.warning("outbox: dropped %d entries of %s not stored or dead-lettered within %s",
-                        expired, self.topic, cfg.retention)
+            log.warning("outbox: dropped %d entries of %s not stored or dead-lettered within %g days",
+                        expired, self.topic, cfg.retention_days)
         pending = self.outbox.entries(self.topic)  # what prune left: not done
         if not pending:
             return Recovery(pruned=pruned, expired=expired)
