@@ -21,8 +21,10 @@ The store is therefore the record of what is done:
   output it held, and re-publishing that item would turn the late copy into a `duplicate_id` dead letter.
   Each entry is claimed before its re-publish, so two publishers recovering at once never both send it.
 * *Why nothing is counted twice.* Only items with no outcome in the store are sent again, and the store keys
-  scored items by id; the one window left is an output that lands after the settle delay, which the sink
-  turns into one `duplicate_id` dead letter (the item is still stored once).
+  scored items by id. Two windows are left, and in both the item is still stored once while the extra copy
+  becomes one `duplicate_id` dead letter: an output that lands after the settle delay, and a publisher killed
+  between an ack and its outbox entry (ingest: before marking seen, as before; a replay: within a second),
+  which sends that record again when it starts next while the first copy may still be in flight.
 """
 
 from __future__ import annotations
