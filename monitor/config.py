@@ -126,6 +126,21 @@ class AlertSettings(BaseModel):
     digest_channels: tuple[str, ...] = Field(("log",), description="Channels the daily digest goes to.")
 
 
+class OutboxSettings(BaseModel):
+    """The publishers' outbox (monitor/sources/outbox.py): records a restarted broker lost are published again."""
+
+    model_config = _FROZEN
+    settle_s: float = Field(15.0, ge=0, description="After finding records the broker lost, wait this long and check "
+                                                   "the store again before re-publishing: outputs still in flight "
+                                                   "from before the restart land first instead of turning into "
+                                                   "duplicate_id dead letters.")
+    retention_days: float = Field(7.0, gt=0, description="Entries not stored or dead-lettered after this many "
+                                                         "days are dropped (Kafka's default retention).")
+    check_every_s: float = Field(300.0, gt=0, description="`finmon ingest`: how often the outbox is checked "
+                                                         "against the broker while it runs (also at start).")
+    read_timeout_s: float = Field(30.0, gt=0, description="Longest a check may spend reading the topic back.")
+
+
 class Settings(BaseSettings):
     """The whole finmon configuration."""
 
@@ -142,6 +157,7 @@ class Settings(BaseSettings):
     classify: ClassifySettings = Field(default_factory=ClassifySettings)
     windows: WindowSettings = Field(default_factory=WindowSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,35 +1,28 @@
 """`finmon replay FILE`: publish a historical feed to news.raw, keeping the original event times.
 
 `--speed max` publishes as fast as the broker takes it; `--speed N` paces the feed at N x real time (the gap
-between two items' event times divided by N), so dashboards and alerts see history unfold.
+between two items' event times divided by N), so dashboards and alerts see history unfold. A replay resumes:
+run again, it re-publishes what a restarted broker lost and skips what is done or in flight (the publishing
+itself, with its outbox, is monitor/sources/publish.py).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
-from tqdm import tqdm
 
 from monitor.config import Settings
-from monitor.errors import BrokerError, FinmonError
-from monitor.kafka.client import ensure_topics, make_producer
-from monitor.sources.files import ColumnMap, FileSource, dumps, event_time
+from monitor.errors import FinmonError
+from monitor.sources.files import ColumnMap, FileSource
+from monitor.sources.publish import Pacer, ReplayResult, publish
 
+__all__ = ["DEMO_FEED", "Pacer", "ReplayResult", "column_options", "command", "parse_speed", "publish", "resolve_feed"]
 log = logging.getLogger(__name__)
 DEMO_FEED = Path(__file__).resolve().parent.parent / "monitor" / "data" / "demo_feed.jsonl"
-
-
-@dataclass
-class ReplayResult:
-    published: int
-    failed: int
-    seconds: float
 
 
 def parse_speed(value: str) -> float | None:
@@ -50,58 +43,6 @@ def resolve_feed(path: str) -> Path:
     return DEMO_FEED if path == "demo" else Path(path)
 
 
-class Pacer:
-    """Sleeps so that event time advances `speed` times faster than wall time."""
-
-    def __init__(self, speed: float | None, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.speed, self.sleep = speed, sleep
-        self._origin: tuple[float, float] | None = None
-
-    def wait(self, record: dict[str, Any]) -> None:
-        when = event_time(record)
-        if self.speed is None or when is None:
-            return
-        stamp = when.timestamp()
-        if self._origin is None:
-            self._origin = (stamp, time.monotonic())
-        due = self._origin[1] + (stamp - self._origin[0]) / self.speed
-        delay = due - time.monotonic()
-        if delay > 0:
-            self.sleep(delay)
-
-
-def publish(
-    settings: Settings,
-    records: list[dict[str, Any]],
-    speed: float | None = None,
-    progress: bool = True,
-    unparsed: list[bytes] | None = None,
-) -> ReplayResult:
-    """Publish wire records to news.raw (keyed by id), then lines that were not JSON objects as they are
-    (the classify stage dead-letters them with the reason); raise if any send failed."""
-    ensure_topics(settings)
-    producer = make_producer(settings, client_id="finmon-replay")
-    failures: list[BaseException] = []
-    pacer, start = Pacer(speed), time.monotonic()
-    topic = settings.kafka.topics.raw
-    try:
-        for record in tqdm(records, desc="replay", unit="item", disable=not progress, mininterval=1.0):
-            pacer.wait(record)
-            future = producer.send(topic, key=str(record.get("id", "")).encode("utf-8"), value=dumps(record))
-            future.add_errback(failures.append)
-        for line in unparsed or ():
-            producer.send(topic, value=line).add_errback(failures.append)
-        producer.flush(timeout=120)
-    finally:
-        producer.close(timeout=30)
-    if failures:
-        raise BrokerError(
-            f"{len(failures)} of {len(records)} items could not be published "
-            f"(first error: {failures[0]!r}); re-run the replay: ids are stable"
-        )
-    return ReplayResult(len(records) + len(unparsed or ()), len(failures), time.monotonic() - start)
-
-
 def column_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The column-mapping flags shared by replay and backtest."""
     for name in ("id", "ticker", "time", "text"):
@@ -119,6 +60,9 @@ def column_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @column_options
 @click.option("--speed", default="max", show_default=True, help="'max', or N for N x real time.")
 @click.option("--limit", type=int, default=None, help="Publish only the first N items (in event-time order).")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Skip items already stored, dead-lettered or in flight (re-publishing what a restarted broker "
+                   "lost); --no-resume publishes every item again.")
 @click.pass_obj
 def command(
     settings: Settings,
@@ -129,12 +73,19 @@ def command(
     id_col: str | None,
     speed: str,
     limit: int | None,
+    resume: bool,
 ) -> None:
     """Publish FEED (CSV, JSONL, Parquet, a directory of them, or 'demo') to news.raw."""
     try:
         source = FileSource(resolve_feed(feed), ColumnMap(text_col, time_col, ticker_col, id_col))
         records = source.records()[:limit]
-        result = publish(settings, records, parse_speed(speed), unparsed=source.unparsed)
+        result = publish(settings, records, parse_speed(speed), unparsed=source.unparsed, resume=resume)
     except FinmonError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"published {result.published} items from {feed} in {result.seconds:.1f}s", err=True)
+    click.echo(f"published {result.published} items from {feed} in {result.seconds:.1f}s{_resumed(result)}", err=True)
+
+
+def _resumed(result: ReplayResult) -> str:
+    parts = [f"re-published {result.republished} lost by the broker"] if result.republished else []
+    parts += [f"skipped {result.skipped} already stored or in flight"] if result.skipped else []
+    return f" ({'; '.join(parts)})" if parts else ""

@@ -118,7 +118,7 @@ def test_finmon_up_max_speed_two_days_has_no_late_items_and_exact_hourly_windows
     path = tmp_path / "two_days.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in feed), encoding="utf-8")
     settings = make_settings(f"127.0.0.1:{free_port()}", f"sqlite:///{tmp_path / 'up.db'}")
-    cmd = [sys.executable, "-m", "monitor.cli", "up", "--feed", str(path), "--speed", "max", "--no-dashboard",
+    cmd = [sys.executable, "-m", "pipelines.cli", "up", "--feed", str(path), "--speed", "max", "--no-dashboard",
            "--stop-after-idle", "6"]
     proc = subprocess.run(cmd, cwd=REPO, env=settings_env(settings), capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-4000:]

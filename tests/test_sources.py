@@ -83,3 +83,14 @@ def test_pacer_follows_event_time() -> None:
     pacer.wait({"published_at": "2024-01-01T01:00:00Z"})  # one hour of event time = 1 s at 3600x
     assert slept and 0.9 < slept[-1] <= 1.0
     assert parse_speed("max") is None and parse_speed("60x") == 60.0
+
+
+def test_a_far_future_timestamp_sorts_last_not_first(tmp_path: Path) -> None:
+    path = tmp_path / "feed.jsonl"
+    rows = [
+        {"id": "typo", "published_at": "2300-01-01T00:00:00Z", "title": "year typo"},
+        {"id": "b", "published_at": "2024-01-02T00:00:00Z", "title": "second"},
+        {"id": "a", "published_at": "2024-01-01T00:00:00Z", "title": "first"},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    assert [r["id"] for r in FileSource(path).records()] == ["a", "b", "typo"]  # a paced replay stays paced

@@ -3,7 +3,9 @@ rest to news.raw, and only then remember it as seen. Tests and `--once` call `po
 
 Order matters for the guarantees: a crash after publishing and before `mark_seen` re-publishes the same
 ids at the next start (the sink keeps one copy), while a crash before publishing loses nothing because
-nothing was marked. A failing feed is reported, backed off and retried; it never affects the others.
+nothing was marked. `mark_seen` also writes the items' outbox entries, so what a restarted broker forgets
+after that is published again from the outbox (monitor/sources/outbox.py). A failing feed is reported,
+backed off and retried; it never affects the others.
 """
 
 from __future__ import annotations
@@ -30,14 +32,16 @@ from monitor.ingest.parse import parse_entries
 from monitor.ingest.urls import redact
 from monitor.records import RawItem
 from monitor.store.ingest import IngestState, Validators
+from monitor.store.outbox import OutboxEntry
 
 log = logging.getLogger(__name__)
 
 
 class Publisher(Protocol):
-    """Sends items to news.raw and returns only once the broker has acknowledged all of them."""
+    """Sends items to news.raw and returns only once the broker has acknowledged all of them, with their
+    outbox entries (where the broker put each one)."""
 
-    def publish(self, items: Sequence[RawItem]) -> None: ...
+    def publish(self, items: Sequence[RawItem]) -> Sequence[OutboxEntry]: ...
 
 
 @dataclass
@@ -139,8 +143,8 @@ class FeedPoller:
             now = self.clock.now()
             items = [to_raw(feed, c, now, self.limits, bodies.get(c.item_id)) for c in fresh]
             if items:
-                self.publisher.publish(items)
-                self.state.mark_seen([key for c in fresh for key in c.keys], now)
+                sent = self.publisher.publish(items)
+                self.state.mark_seen([key for c in fresh for key in c.keys], now, sent)
         result.new = len(items)
         result.duplicates = len(candidates) - len(items)
 

@@ -13,46 +13,50 @@ from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from kafka.errors import KafkaError
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.clock import Clock, SystemClock
 from monitor.config import Settings
-from monitor.errors import BrokerError
+from monitor.errors import BrokerError, FinmonError
 from monitor.ingest.config import IngestConfig
 from monitor.ingest.extract import require_trafilatura
 from monitor.ingest.http import Fetcher
 from monitor.ingest.poller import FeedPoller, PollResult
-from monitor.kafka.client import ensure_topics, make_producer
 from monitor.records import RawItem, encode
+from monitor.sources.outbox import Message, OutboxPublisher, Recovery
 from monitor.store import Store
 from monitor.store.ingest import IngestState
+from monitor.store.outbox import OutboxEntry
 
 log = logging.getLogger(__name__)
 
 
 class KafkaPublisher:
-    """Publishes items to news.raw keyed by id and waits for every acknowledgement."""
+    """Publishes items to news.raw keyed by id, waits for every acknowledgement and returns the outbox entries;
+    `recover()` re-publishes what a restarted broker lost (monitor/sources/outbox.py)."""
 
-    def __init__(self, settings: Settings, timeout_s: float = 60.0) -> None:
-        ensure_topics(settings)
-        self.topic, self.timeout_s = settings.kafka.topics.raw, timeout_s
+    def __init__(self, settings: Settings, engine: Engine, clock: Clock, stop: threading.Event,
+                 timeout_s: float = 60.0) -> None:
         self.bootstrap = settings.bootstrap
-        self.producer = make_producer(settings, client_id="finmon-ingest")
+        self.outbox = OutboxPublisher(settings, engine, client_id="finmon-ingest", clock=clock, stop=stop,
+                                      timeout_s=timeout_s)
 
-    def publish(self, items: Sequence[RawItem]) -> None:
-        futures = [self.producer.send(self.topic, key=item.id.encode("utf-8"), value=encode(item)) for item in items]
-        self.producer.flush(timeout=self.timeout_s)
+    def publish(self, items: Sequence[RawItem]) -> list[OutboxEntry]:
         try:
-            for future in futures:
-                future.get(timeout=self.timeout_s)
-        except KafkaError as exc:
+            return self.outbox.send([Message(item.id, encode(item)) for item in items])
+        except BrokerError as exc:
             raise BrokerError(
-                f"{len(items)} items not acknowledged by Kafka at {self.bootstrap} ({exc.__class__.__name__}); "
+                f"{len(items)} items not acknowledged by Kafka at {self.bootstrap} "
+                f"({(exc.__cause__ or exc).__class__.__name__}); "
                 "nothing was marked seen, so they are retried at the next poll"
             ) from exc
 
+    def recover(self) -> Recovery:
+        return self.outbox.recover()
+
     def close(self) -> None:
-        self.producer.close(timeout=30)
+        self.outbox.close()
 
 
 class Ingestor:
@@ -70,24 +74,40 @@ class Ingestor:
         if extract or any(feed.extract_text for feed in config.active):
             require_trafilatura()  # fail at start, not at the first new article
         self.config, self.stop = config, stop or threading.Event()
+        self.clock, self.check_every_s = clock or SystemClock(), settings.outbox.check_every_s
         self.store = Store(settings.store_url)
         self.fetcher = Fetcher(config, stop=self.stop)
         try:
             self.store.create_schema()  # creates ingest_seen / ingest_feeds (monitor.store.ingest is imported)
-            self.publisher = KafkaPublisher(settings)
+            self.publisher = KafkaPublisher(settings, self.store.engine, self.clock, self.stop)
         except BaseException:
             self.fetcher.close()
             self.store.dispose()
             raise
-        self.clock, self.state = clock or SystemClock(), IngestState(self.store.engine)
+        self.state = IngestState(self.store.engine)
+        self._recovered = False
         self.poller = FeedPoller(
             config, self.fetcher, self.state, self.publisher, self.clock, settings.limits, extract=extract,
         )  # fmt: skip
 
     def run_once(self) -> list[PollResult]:
-        """Poll every enabled feed once (after pruning expired dedupe keys)."""
+        """Poll every enabled feed once (after pruning expired dedupe keys and, the first time, checking the
+        outbox)."""
         self.prune_seen()
+        if not self._recovered:
+            self.recover_outbox()
         return self.poller.poll_all(self.config.active)
+
+    def recover_outbox(self) -> Recovery | None:
+        """Re-publish what a restarted broker lost; a broker or store error is logged, not fatal (retried at
+        the next check)."""
+        self._recovered = True
+        try:
+            return self.publisher.recover()
+        except (FinmonError, SQLAlchemyError, KafkaError) as exc:
+            log.warning("ingest: outbox check failed (%s: %s); retried in %.0fs", exc.__class__.__name__,
+                        str(exc).splitlines()[0][:200] if str(exc) else "", self.check_every_s)
+            return None
 
     def prune_seen(self) -> int:
         """Drop dedupe keys older than `seen_retention_days`; a store error is logged, not fatal (retried daily)."""
@@ -104,6 +124,7 @@ class Ingestor:
     def run_forever(self) -> None:
         """Poll each feed on its own interval until `stop` is set; in-flight polls finish before returning."""
         self.prune_seen()
+        self.recover_outbox()
         scheduler = self._scheduler()
         # APScheduler logs every run at INFO; the poller's own one-line result per poll says more.
         logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
@@ -127,6 +148,8 @@ class Ingestor:
             )  # fmt: skip
         scheduler.add_job(self.prune_seen, IntervalTrigger(days=1), id="prune-seen", name="prune dedupe keys",
                           max_instances=1, coalesce=True)
+        scheduler.add_job(self.recover_outbox, IntervalTrigger(seconds=self.check_every_s), id="outbox",
+                          name="check the outbox", max_instances=1, coalesce=True)
         return scheduler
 
     def close(self) -> None:

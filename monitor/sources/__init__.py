@@ -1,4 +1,5 @@
-"""Where news comes from: files (replay, backtest) now; scrapers plug in beside them."""
+"""Where news comes from and how it reaches news.raw: files (replay, backtest; scrapers live in monitor/ingest),
+and publishing with an outbox (`publish`, `outbox`, `logcheck`) so that a restarted broker loses nothing."""
 
 from monitor.sources.files import ColumnMap, FileSource, read_table
 

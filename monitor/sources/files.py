@@ -224,8 +224,9 @@ class FileSource:
             pd.Series([r.get("published_at") for r in rows], dtype=object), utc=True, errors="coerce", format="ISO8601"
         )
         missing = stamps.isna().to_numpy()
-        ns = stamps.fillna(pd.Timestamp(0, tz="UTC")).to_numpy(dtype="datetime64[ns]").astype("int64")
-        return [rows[i] for i in np.lexsort((ns, missing))]
+        # Microseconds: nanoseconds overflow int64 after 2262, and a typo like 2300 would then sort first.
+        us = stamps.fillna(pd.Timestamp(0, tz="UTC")).to_numpy(dtype="datetime64[us]").astype("int64")
+        return [rows[i] for i in np.lexsort((us, missing))]
 
 
 def event_time(record: dict[str, Any]) -> datetime | None:

@@ -2,8 +2,9 @@
 
 `ingest_seen` — one row per dedupe key (canonical URL, feed guid, content hash) of a published item; keys
     are stored as their SHA-256 so that long URLs fit an indexed column. A key is written only after the item
-    was acknowledged by the broker, so a crash can re-publish (the sink dedupes by id) but never lose. Keys
-    older than the feeds file's `seen_retention_days` are pruned.
+    was acknowledged by the broker, in one transaction with the item's outbox entry (monitor/store/outbox.py),
+    so a crash can re-publish (the sink dedupes by id) but never lose, and a restarted broker that forgets the
+    record does not lose it either. Keys older than the feeds file's `seen_retention_days` are pruned.
 `ingest_feeds` — per feed: the ETag / Last-Modified of the last successful fetch, for conditional GETs.
 """
 
@@ -17,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import Column, Connection, DateTime, Engine, String, Table, Text, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from monitor.store.outbox import OutboxEntry, write_entries
 from monitor.store.schema import metadata
 
 _TS = DateTime(timezone=True)
@@ -91,8 +93,9 @@ class IngestState:
                 out.update(row[0] for row in conn.execute(query))
         return out
 
-    def mark_seen(self, keys: Sequence[SeenKey], now: datetime) -> None:
-        """Remember published items' keys; a key stored already is left as it was (first publisher wins)."""
+    def mark_seen(self, keys: Sequence[SeenKey], now: datetime, sent: Sequence[OutboxEntry] = ()) -> None:
+        """Remember published items' keys, and their outbox entries (`sent`) in the same transaction; a key
+        stored already is left as it was (first publisher wins)."""
         rows = {
             key.digest: {
                 "key_hash": key.digest, "kind": key.kind, "key_text": key.text[:4000],
@@ -100,11 +103,13 @@ class IngestState:
             }
             for key in keys
         }  # fmt: skip
-        if not rows:
+        if not rows and not sent:
             return
         with self.engine.begin() as conn:
-            conn.execute(_insert(conn, ingest_seen).on_conflict_do_nothing(index_elements=["key_hash"]),
-                         list(rows.values()))
+            if rows:
+                conn.execute(_insert(conn, ingest_seen).on_conflict_do_nothing(index_elements=["key_hash"]),
+                             list(rows.values()))
+            write_entries(conn, sent, now)
 
     def prune_seen(self, before: datetime) -> int:
         """Forget keys first seen before `before`; returns how many. Without this the table grows forever. An
