@@ -11,13 +11,13 @@ import pandas as pd
 
 from monitor.alerts.lifecycle import iso
 from monitor.clock import SystemClock
+from monitor.records import WINDOW_DERIVED, WINDOW_ZSCORES
 from monitor.store import Store
 from monitor.store import alerts as astore
 from monitor.store.windows import read_windows
 from monitor.windows import WindowError, parse_spec
 
-WINDOW_FIELDS = ("window_start", "window_end", "count", "mean_sentiment", "negative_share", "neutral_share",
-                 "positive_share", "sentiment_index", "volume_z", "sentiment_z")
+WINDOW_FIELDS = ("window_start", "window_end", "count", *WINDOW_DERIVED, *WINDOW_ZSCORES)
 ALERT_FIELDS = ("id", "rule", "key", "state", "severity", "started_at", "fired_at", "resolved_at", "acked_at",
                 "labels", "summary")
 
