@@ -10,6 +10,7 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import Engine, String, and_, cast, func, or_, select
 
+from monitor.records import WINDOW_DERIVED, WINDOW_ZSCORES
 from monitor.store import as_utc
 from monitor.store.schema import dead_letters, scored_items
 
@@ -141,19 +142,7 @@ def stored_rate(engine: Engine) -> dict[str, float]:
     return out
 
 
-WINDOW_COLUMNS = [
-    "key",
-    "window_start",
-    "window_end",
-    "count",
-    "mean_sentiment",
-    "negative_share",
-    "neutral_share",
-    "positive_share",
-    "sentiment_index",
-    "volume_z",
-    "sentiment_z",
-]
+WINDOW_COLUMNS = ["key", "window_start", "window_end", "count", *WINDOW_DERIVED, *WINDOW_ZSCORES]
 
 
 def _windows_table():

@@ -103,6 +103,7 @@ class SourceMark:
     idle: bool  # caught up and quiet for the idle timeout: it does not hold stream time back
     fanout: int  # how many news.scored partitions receive this mark
     sent_at: datetime
+    lag: int | None = None  # records of the partition still unread when it was sent (None: unknown)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -115,7 +116,58 @@ class SourceMark:
             "idle": self.idle,
             "fanout": self.fanout,
             "sent_at": _iso(self.sent_at),
+            "lag": self.lag,
         }
+
+
+# The columns of a window row, once: the store, sentiment.windows, the CLI, the dashboard and alert rules use these.
+WINDOW_COUNTS = ("count", "n_negative", "n_neutral", "n_positive")
+WINDOW_DERIVED = ("mean_sentiment", "negative_share", "neutral_share", "positive_share", "sentiment_index")
+WINDOW_ZSCORES = ("volume_z", "sentiment_z")
+WINDOW_METRICS = ("count", *WINDOW_DERIVED, *WINDOW_ZSCORES)  # what a rule condition may read
+# The exact integer sums a window is derived from (stored, never published; see monitor/windows/engine.py).
+WINDOW_SUMS = (*WINDOW_COUNTS, "sum_score_u", "sum_conf_u", "sum_conf_score_u")
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRow:
+    """One event-time window of one key (`market`, `topic:<name>`, `ticker:<SYMBOL>`), as the aggregate stage
+    publishes it to `sentiment.windows` keyed by `key` (the latest message per window is its value)."""
+
+    key: str
+    size: str  # the spec label: `5min`, `1h`, `1d`, or `SIZE/HOP` for hopping windows
+    window_start: datetime  # [start, end), UTC
+    window_end: datetime
+    count: int
+    n_negative: int
+    n_neutral: int
+    n_positive: int
+    mean_sentiment: float | None
+    negative_share: float | None
+    neutral_share: float | None
+    positive_share: float | None
+    sentiment_index: float | None
+    volume_z: float | None  # None until the key has enough baseline windows
+    sentiment_z: float | None
+
+    @classmethod
+    def from_mapping(cls, row: Any) -> WindowRow:
+        """From any mapping with these fields (a store row, a decoded message); NaN becomes None."""
+        values = {name: row[name] for name in WINDOW_ROW_FIELDS}
+        for name in (*WINDOW_DERIVED, *WINDOW_ZSCORES):
+            value = values[name]
+            values[name] = None if value is None or value != value else float(value)
+        for name in WINDOW_COUNTS:
+            values[name] = int(values[name])
+        return cls(**values)
+
+    def to_wire(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in WINDOW_ROW_FIELDS}
+        out.update(window_start=_iso(self.window_start), window_end=_iso(self.window_end))
+        return out
+
+
+WINDOW_ROW_FIELDS = ("key", "size", "window_start", "window_end", *WINDOW_COUNTS, *WINDOW_DERIVED, *WINDOW_ZSCORES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +199,7 @@ class DeadLetter:
         }
 
 
-def encode(record: RawItem | ScoredItem | SourceMark | DeadLetter) -> bytes:
+def encode(record: RawItem | ScoredItem | SourceMark | WindowRow | DeadLetter) -> bytes:
     """Compact UTF-8 JSON of a record's wire form."""
     return json.dumps(record.to_wire(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -310,6 +362,7 @@ def _mark_from_wire(data: dict[str, Any]) -> SourceMark:
             idle=bool(data["idle"]),
             fanout=int(data["fanout"]),
             sent_at=parse_time(data["sent_at"], "sent_at"),
+            lag=int(data["lag"]) if data.get("lag") is not None else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RecordError("invalid_field", f"source mark is incomplete: {exc!r}") from exc

@@ -34,10 +34,10 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from monitor.alerts.errors import RulesError
+from monitor.records import WINDOW_METRICS
 from monitor.windows import WindowError, parse_spec
 
-METRICS = ("count", "mean_sentiment", "negative_share", "neutral_share", "positive_share", "sentiment_index",
-           "volume_z", "sentiment_z")
+METRICS = WINDOW_METRICS
 KINDS = ("market", "topic", "ticker", "all")
 _STRICT = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 _CONDITION = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")

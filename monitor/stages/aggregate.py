@@ -4,26 +4,22 @@ go to the dead-letter topic (`late`); source marks are stored with the windows (
 
 The window arithmetic lives in monitor/windows; this module only decodes, applies and publishes.
 
-A `sentiment.windows` message is keyed by the window key and holds one JSON object: `key`, `size` (`5min`,
-`1h`, `1d`, `1h/15min`...), `window_start`, `window_end` (ISO-8601 UTC with `Z`), `count`, `n_negative`,
-`n_neutral`, `n_positive`, `mean_sentiment`, `negative_share`, `neutral_share`, `positive_share`,
-`sentiment_index`, `volume_z`, `sentiment_z` (null until defined). A window is republished whenever a batch
+A `sentiment.windows` message is keyed by the window key and holds one `WindowRow` (monitor/records.py) as
+JSON (times ISO-8601 UTC with `Z`, z-scores null until defined). A window is republished whenever a batch
 touches it or changes its z-scores; per key the latest message is the current value (the store row).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.errors import RecordError
 from monitor.kafka.stage import OutMessage, dead_letter_message
-from monitor.records import SourceMark, decode_scored_record
+from monitor.records import SourceMark, decode_scored_record, encode
 from monitor.store import Store
 from monitor.windows.aggregator import BatchResult, Delivery, WindowAggregator, late_by_key
 from monitor.windows.spec import format_duration
@@ -59,7 +55,7 @@ class AggregateProcessor:
         result = self.aggregator.apply(deliveries, marks)
         out.extend(self._late_letters(result, by_position))
         topic = self.settings.kafka.topics.windows
-        out.extend(OutMessage(topic, encode_window(row), row["key"].encode("utf-8")) for row in result.windows)
+        out.extend(OutMessage(topic, encode(row), row.key.encode("utf-8")) for row in result.windows)
         return out
 
     def _late_letters(self, result: BatchResult, by_position: dict[tuple[int, int], Any]) -> list[OutMessage]:
@@ -79,16 +75,3 @@ class AggregateProcessor:
 
     def close(self) -> None:
         self.store.dispose()
-
-
-def encode_window(row: dict[str, Any]) -> bytes:
-    """A window row as compact JSON (datetimes ISO-8601 UTC with Z)."""
-    return json.dumps({k: _jsonable(v) for k, v in row.items()}, separators=(",", ":")).encode("utf-8")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return value

@@ -15,9 +15,10 @@ from monitor.alerts.service import AlertService
 from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.kafka.stage import OutMessage, dead_letter_message
+from monitor.records import WINDOW_ROW_FIELDS
 
 log = logging.getLogger(__name__)
-_REQUIRED = ("key", "size", "window_start", "count")
+_REQUIRED = WINDOW_ROW_FIELDS
 
 
 class AlertingProcessor:
@@ -45,6 +46,11 @@ class AlertingProcessor:
     def close(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+        try:  # one last look: stream time may have moved (source marks) since the last evaluation
+            self.service.evaluate()
+            self.service.publish_safely()
+        except Exception as exc:  # the store may be gone; the next worker evaluates from where this one stopped
+            log.warning("alerting: final evaluation failed: %s", exc)
         self.service.store.dispose()
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
-from monitor.store.db import as_utc
 from monitor.store.schema import alert_events, alert_notifications, alert_progress, alert_silences, alerts
+from monitor.store.times import as_utc
 
 ACTIVE = ("pending", "firing")
 LISTED = ("pending", "firing", "resolved")

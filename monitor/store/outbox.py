@@ -38,8 +38,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from monitor.store.db import as_utc
 from monitor.store.schema import dead_letters, metadata, scored_items
+from monitor.store.times import as_utc
 
 _TS = DateTime(timezone=True)
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's variable limit

@@ -24,7 +24,7 @@ import pandas as pd
 from sqlalchemy import Connection, text
 
 from monitor.config import WindowSettings
-from monitor.records import ScoredItem, SourceMark
+from monitor.records import ScoredItem, SourceMark, WindowRow
 from monitor.store import Store
 from monitor.store import sources as sstore
 from monitor.store import windows as wstore
@@ -59,7 +59,7 @@ class Delivery:
 class BatchResult:
     """What a batch changed: window rows to publish and the deliveries that were late."""
 
-    windows: list[dict[str, Any]] = field(default_factory=list)
+    windows: list[WindowRow] = field(default_factory=list)
     late: list[Delivery] = field(default_factory=list)
     new_items: int = 0
 
@@ -129,7 +129,7 @@ class WindowAggregator:
         return items_frame([values[d.scored.item.id] for d in accepted], [self.keys.keys(d.scored) for d in accepted])
 
     def _apply_spec(self, conn: Connection, spec: WindowSpec, frame: pd.DataFrame,
-                    fresh: pd.DataFrame) -> list[dict[str, Any]]:
+                    fresh: pd.DataFrame) -> list[WindowRow]:
         """Add the fresh items' sums, then re-derive touched windows and their baseline successors."""
         wstore.add_sums(conn, spec.label, spec.size_us, window_sums(explode_keys(fresh), spec))
         touched = window_sums(explode_keys(frame), spec)[["key", "start_us"]]  # redeliveries too: republished
@@ -174,14 +174,10 @@ def _same(old: pd.DataFrame, new: pd.DataFrame) -> pd.Series:
     return same
 
 
-def _out_row(row: dict[str, Any], spec: WindowSpec) -> dict[str, Any]:
-    out = {"key": row["key"], "size": spec.label, "window_start": from_us(row["start_us"]).to_pydatetime(),
-           "window_end": from_us(row["start_us"] + spec.size_us).to_pydatetime()}
-    for col in ("count", "n_negative", "n_neutral", "n_positive", *DERIVED_COLUMNS, *Z_COLUMNS):
-        value = row[col]
-        out[col] = None if isinstance(value, float) and value != value else value
-    out["count"] = int(row["count"])
-    return out
+def _out_row(row: dict[str, Any], spec: WindowSpec) -> WindowRow:
+    return WindowRow.from_mapping({**row, "size": spec.label,
+                                   "window_start": from_us(row["start_us"]).to_pydatetime(),
+                                   "window_end": from_us(row["start_us"] + spec.size_us).to_pydatetime()})
 
 
 def late_by_key(late: Sequence[Delivery], extractor: KeyExtractor) -> dict[str, int]:

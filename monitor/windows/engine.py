@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 
 from monitor.config import WindowSettings
-from monitor.records import ScoredItem
+from monitor.records import WINDOW_DERIVED, WINDOW_SUMS, WINDOW_ZSCORES, ScoredItem
 from monitor.windows.spec import WindowSpec
 
 MICRO = 1_000_000
-SUM_COLUMNS = ["count", "n_negative", "n_neutral", "n_positive", "sum_score_u", "sum_conf_u", "sum_conf_score_u"]
-DERIVED_COLUMNS = ["mean_sentiment", "negative_share", "neutral_share", "positive_share", "sentiment_index"]
-Z_COLUMNS = ["volume_z", "sentiment_z"]
+SUM_COLUMNS = list(WINDOW_SUMS)
+DERIVED_COLUMNS = list(WINDOW_DERIVED)
+Z_COLUMNS = list(WINDOW_ZSCORES)
 ITEM_COLUMNS = ["item_id", "t_us", "label", "score_u", "conf_u", "conf_score_u"]
 
 
