@@ -117,6 +117,10 @@ class AlertSettings(BaseModel):
                                  description="Stream mode: also evaluate at the end of every step of event time "
                                              "since the last evaluation, so a replay fires the same alerts at any "
                                              "speed (like the backtest's --eval-every).")
+    catchup_lag: int = Field(1000, ge=0, description="Wall mode: hold evaluation while a source's classify worker is "
+                             "more than this many records behind (a catch-up: windows near now are still filling).")
+    catchup_age_s: float = Field(60.0, gt=0, description="Wall mode: also hold it while the newest source mark of an "
+                                 "active source is older than this (the aggregators are behind).")
     dispatch_every_s: float = Field(2.0, gt=0, description="How often pending notifications are (re)tried.")
     retry_max_attempts: int = Field(6, ge=1, description="Attempts per notification before it is marked failed.")
     retry_base_s: float = Field(2.0, gt=0, description="First retry delay; doubles each attempt.")

@@ -28,10 +28,11 @@ from monitor.alerts.service import AlertService, start_scheduler
 from monitor.clock import ManualClock
 from monitor.config import load_settings
 from monitor.kafka.broker import free_port
-from monitor.records import encode
+from monitor.records import SourceMark, encode
 from monitor.stages.aggregate import AggregateProcessor
 from monitor.store import Store
 from monitor.store import alerts as astore
+from monitor.store.sources import apply_marks
 from pipelines.cli import cli
 from tests.alert_feed import BASE, BURST_END, BURST_START, HOT, QUIET, burst_feed
 from tests.test_windows import Record
@@ -527,3 +528,24 @@ rules:
     assert elapsed < 30  # each attempt is cut at http_timeout_s: a hung endpoint cannot stall the stage
     exposed = generate_latest().decode()  # ...and the failures are visible in the metrics
     assert 'finmon_notifications_total{channel="hang",outcome="failed"}' in exposed
+
+
+def test_wall_mode_holds_evaluation_while_the_stream_catches_up(sqlite_url: str) -> None:
+    """A backlog fills the windows near `now` bit by bit: wall-clock alerting waits until the sources (their
+    classify workers and the aggregators) have caught up, instead of firing from half-filled windows."""
+    store = load_feed(sqlite_url)
+    clock = ManualClock(BURST_START + timedelta(minutes=8))
+    service = service_for(sqlite_url, store, clock)
+    topic = service.settings.kafka.topics.scored
+
+    def mark(through: int, lag: int, idle: bool, sent: datetime) -> None:
+        with store.engine.begin() as conn:
+            apply_marks(conn, topic, [(0, SourceMark("news.raw", 0, through, BURST_END, idle, 1, sent, lag))])
+
+    mark(10, 5000, False, clock.now())
+    assert service.evaluate() == []  # classify is 5000 records behind
+    mark(20, 0, False, clock.now() - timedelta(minutes=5))
+    assert service.evaluate() == []  # caught up at the source, but the aggregators are 5 minutes behind
+    mark(30, 0, True, clock.now())
+    fired = {(t["rule"], t["key"]) for t in service.evaluate()}
+    assert ("volume-spike", f"ticker:{HOT}") in fired

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from monitor.clock import from_micros, to_micros
 from monitor.core.lateness import SourceState, SourceTracker, decide_all, partition_for, replay_verdicts
-from monitor.core.streamtime import StoredMark, complete_time, processed_time
+from monitor.core.streamtime import StoredMark, catching_up, complete_time, processed_time
 from monitor.core.ticks import following_tick, next_window_end
 from monitor.windows import parse_spec
 
@@ -138,3 +138,15 @@ def test_following_tick_steps_while_active_and_jumps_to_window_ends_otherwise() 
     assert following_tick(tick, step, False, BASE + timedelta(minutes=60)) == BASE + timedelta(minutes=60)
     assert following_tick(tick, step, False, BASE + timedelta(minutes=61)) == BASE + timedelta(minutes=65)
     assert following_tick(None, step, False, BASE + timedelta(minutes=15)) == BASE + timedelta(minutes=15)
+
+
+def test_catching_up_while_a_source_is_behind_or_its_marks_are_stale() -> None:
+    def m(lag: int | None, sent_min: int, idle: bool = False) -> StoredMark:
+        return StoredMark(0, 0, 10 * MIN, idle, 1, lag, sent_min * MIN)
+
+    now, lag, age = 100 * MIN, 1000, 1 * MIN
+    assert not catching_up([], now, lag, age)
+    assert catching_up([m(5000, 100)], now, lag, age)  # classify far behind
+    assert not catching_up([m(10, 100)], now, lag, age)
+    assert catching_up([m(0, 90)], now, lag, age)  # the aggregators have not applied a mark for 10 minutes
+    assert not catching_up([m(5000, 10, idle=True)], now, lag, age)  # idle sources never hold

@@ -18,9 +18,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor.alerts.lifecycle import AlertEvaluator
 from monitor.alerts.notify import Dispatcher, queue_digest
 from monitor.alerts.rules import RuleSet, load_rules
-from monitor.clock import EPOCH, INSTANT, Clock, SystemClock, from_micros
+from monitor.clock import EPOCH, INSTANT, Clock, SystemClock, from_micros, to_micros
 from monitor.config import Settings
-from monitor.core.streamtime import complete_time
+from monitor.core.streamtime import catching_up, complete_time
 from monitor.core.ticks import following_tick
 from monitor.store import Store
 from monitor.store import alerts as astore
@@ -62,11 +62,17 @@ class AlertService:
         self._publish_lock = threading.Lock()  # one publisher at a time: no event sent twice by two threads
         self.step = timedelta(seconds=settings.alerts.stream_step_s) if stream else None
         self._sizes = sorted({rule.window for rule in self.rules.rules})
+        self._held = False
 
     def evaluate(self) -> list[dict[str, Any]]:
         with self._lock:
             now = self.clock.now()
-            transitions = self._catch_up(now) if self.step is not None else self.evaluator.evaluate(now)
+            if self.step is not None:
+                transitions = self._catch_up(now)
+            elif self._behind(now):
+                return []
+            else:
+                transitions = self.evaluator.evaluate(now)
         if transitions:
             log.info("alerting: %d transition(s): %s", len(transitions),
                      ", ".join(f"{t['rule']}/{t['key']}->{t['state']}" for t in transitions))
@@ -89,6 +95,18 @@ class AlertService:
                 astore.set_evaluated_tick(conn, self.settings.kafka.topics.scored, tick)
             tick = self._following(tick, step)
         return transitions
+
+    def _behind(self, now: datetime) -> bool:
+        """Wall mode: the stream is catching up (monitor/core/streamtime.catching_up); say so once."""
+        cfg = self.settings.alerts
+        with self.store.engine.connect() as conn:
+            marks = stream_clock_marks(conn, self.settings.kafka.topics.scored)
+        behind = catching_up(marks, to_micros(now), cfg.catchup_lag, int(cfg.catchup_age_s * 1_000_000))
+        if behind != self._held:
+            log.info("alerting: %s", "the stream is catching up: evaluation held until it is done" if behind
+                     else "the stream has caught up: evaluating again")
+            self._held = behind
+        return behind
 
     def _following(self, tick: datetime | None, step: timedelta) -> datetime | None:
         with self.store.engine.connect() as conn:

@@ -31,6 +31,8 @@ class StoredMark:
     max_t_us: int | None  # the largest event time the source had delivered (None: nothing yet)
     idle: bool
     fanout: int  # how many downstream partitions the source's marks go to
+    lag: int | None = None  # records of the source still unread when the mark was sent
+    sent_us: int | None = None  # when it was sent (wall clock, microseconds since the epoch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +80,22 @@ def complete_time(marks: Iterable[StoredMark], grace_us: int) -> int | None:
     if processed is None:
         return None
     return processed if all_idle else processed - grace_us
+
+
+def catching_up(marks: Iterable[StoredMark], now_us: int, max_lag: int, max_age_us: int) -> bool:
+    """True while the stream is behind: an active source whose classify worker had more than `max_lag` records
+    left to read at its last mark, or whose newest mark the aggregators have not caught up with for
+    `max_age_us` (an active source sends one at least every `mark_interval_s`). Wall-clock alerting holds
+    evaluation then: the windows near `now` are still filling from the backlog."""
+    by_source: dict[int, list[StoredMark]] = defaultdict(list)
+    for mark in marks:
+        by_source[mark.source].append(mark)
+    for rows in by_source.values():
+        if all(m.idle for m in rows) and len({m.partition for m in rows}) >= max(m.fanout for m in rows):
+            continue
+        if any(m.lag is not None and m.lag > max_lag for m in rows):
+            return True
+        newest = max((m.sent_us for m in rows if m.sent_us is not None), default=None)
+        if newest is not None and now_us - newest > max_age_us:
+            return True
+    return False

@@ -131,8 +131,9 @@ class ClassifyProcessor:
         max_t = state.max_t_us if state else None
         if idle and progress is not None and progress[0] - 1 > through:
             through, max_t = progress[0] - 1, None  # read by a predecessor: its marks carry the time
+        lag = None if progress is None or progress[1] is None else max(progress[1] - progress[0], 0)
         return SourceMark(self.topics.raw, partition, through, from_micros(max_t) if max_t is not None else None,
-                          idle, fanout, now)
+                          idle, fanout, now, lag)
 
     def housekeeping_sent(self, out: list[OutMessage]) -> None:
         """Count the marks the broker acknowledged, so `finmon status` can tell items from marks on news.scored

@@ -115,6 +115,7 @@ stream_marks = Table(
     Column("idle", Boolean, nullable=False),
     Column("fanout", Integer, nullable=False),
     Column("sent_at", _TS, nullable=False),
+    Column("lag", BigInteger),
 )
 
 mark_counts = Table(

@@ -15,12 +15,13 @@ from datetime import datetime
 
 from sqlalchemy import Connection, and_, delete, select
 
-from monitor.clock import from_micros, to_micros
+from monitor.clock import EPOCH, from_micros, to_micros
 from monitor.core.lateness import SourceState
 from monitor.core.streamtime import StoredMark
 from monitor.records import SourceMark
 from monitor.store.dialect import insert_stmt
 from monitor.store.schema import mark_counts, source_marks, stream_marks
+from monitor.store.times import as_utc
 
 KEEP_SNAPSHOTS = 50  # per partition: the committed one is at most a few batches behind the newest
 
@@ -81,24 +82,25 @@ def apply_marks(conn: Connection, topic: str, marks: Iterable[tuple[int, SourceM
         if old is not None:
             if old.max_t_us is not None and (t_us is None or old.max_t_us > t_us):
                 t_us = int(old.max_t_us)
-            if old.through_offset > mark.through_offset:
+            if old.through_offset > mark.through_offset:  # a redelivered older mark: keep the newer state
                 mark = SourceMark(mark.src_topic, source, old.through_offset, None, bool(old.idle), mark.fanout,
-                                  mark.sent_at)
+                                  as_utc(old.sent_at) or mark.sent_at, old.lag)
         rows.append({"topic": topic, "partition": partition, "src_partition": source,
                      "through_offset": mark.through_offset, "max_t_us": t_us,
                      "max_event_time": from_micros(t_us) if t_us is not None else None, "idle": mark.idle,
-                     "fanout": mark.fanout, "sent_at": mark.sent_at})
+                     "fanout": mark.fanout, "sent_at": mark.sent_at, "lag": mark.lag})
     stmt = insert_stmt(conn, stream_marks)
     conn.execute(stmt.on_conflict_do_update(
         index_elements=["topic", "partition", "src_partition"],
         set_={c: stmt.excluded[c] for c in ("through_offset", "max_t_us", "max_event_time", "idle", "fanout",
-                                              "sent_at")}), rows)
+                                              "sent_at", "lag")}), rows)
 
 
 def stream_clock_marks(conn: Connection, topic: str) -> list[StoredMark]:
     """Every applied source mark of `topic`, for monitor/core/streamtime."""
     return [StoredMark(r.partition, r.src_partition, None if r.max_t_us is None else int(r.max_t_us), bool(r.idle),
-                       int(r.fanout)) for r in conn.execute(select(stream_marks).where(stream_marks.c.topic == topic))]
+                       int(r.fanout), None if r.lag is None else int(r.lag), to_micros(as_utc(r.sent_at) or EPOCH))
+            for r in conn.execute(select(stream_marks).where(stream_marks.c.topic == topic))]
 
 
 def count_marks(conn: Connection, topic: str, n: int) -> None:
