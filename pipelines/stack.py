@@ -69,13 +69,22 @@ class Stack:
             # Replaying history: alert `for`/repeat timers follow the stream's event time, not the wall clock,
             # unless the user chose otherwise.
             env.setdefault("FINMON_ALERTS__TIME_MODE", "stream")
+            # stream time moves with the source marks, which change no window: look at it often
+            env.setdefault("FINMON_ALERTS__EVALUATE_EVERY_S", "2")
         return env
 
     def start(self) -> None:
+        self.start_broker()
+        self.start_workers()
+
+    def start_broker(self) -> None:
+        """The broker, the topics and the store schema (a backlog can be published before any worker runs)."""
         Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
         self.broker.start()
         ensure_topics(self.settings)
         Store(self.settings.store_url).create_schema()
+
+    def start_workers(self) -> None:
         for stage in STAGES:
             self.children[stage] = subprocess.Popen(worker_command(stage), env=self.env())  # noqa: S603
         if self.options.dashboard:
@@ -137,17 +146,48 @@ class Stack:
     def request_stop(self, *_: Any) -> None:
         self._stop.set()
 
-    def stop(self) -> None:
+    @property
+    def stopping(self) -> bool:
+        """True once a signal asked the stack to stop (then it stops at once, without draining)."""
+        return self._stop.is_set()
+
+    def stop(self, drain: bool = False) -> None:
+        """SIGTERM every child. `drain` (the stream went idle): upstream first, letting what a stopping stage
+        still sends (classify's last source marks) reach the stages after it, so stream time ends where the
+        feed ends; otherwise (Ctrl-C, SIGTERM) all at once."""
+        if drain:
+            for stage in STAGES:
+                self._stop_child(stage)
+                self._wait_drained(timeout=30)
         for proc in self.children.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for name, proc in self.children.items():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in 30s; killing it", name)
-                proc.kill()
-                proc.wait()
+        for name in self.children:
+            self._stop_child(name)
+
+    def _stop_child(self, name: str) -> None:
+        proc = self.children.get(name)
+        if proc is None or proc.returncode is not None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in 30s; killing it", name)
+            proc.kill()
+            proc.wait()
+
+    def _wait_drained(self, timeout: float) -> None:
+        """Until every consumer group still running has read everything (bounded: never blocks a stop)."""
+        deadline = time.monotonic() + timeout
+        running = {f"{self.settings.kafka.group_prefix}-{name}" for name, proc in self.children.items()
+                   if name in STAGES and proc.poll() is None}
+        while running and time.monotonic() < deadline:
+            lag = collect_status(self.settings).get("lag") or {}
+            if all(not lag.get(group) for group in running):
+                return
+            time.sleep(0.5)
 
     def shutdown_broker(self) -> None:
         self.broker.stop()
@@ -162,7 +202,7 @@ def run_up(settings: Settings, options: UpOptions) -> dict[str, Any]:
         stack.start()
         stack.feed()
         stack.wait()
-        stack.stop()
+        stack.stop(drain=not stack.stopping)
         return collect_status(stack.settings)
     finally:
         stack.stop()

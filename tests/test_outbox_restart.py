@@ -56,7 +56,7 @@ def write_feed(path: Path) -> set[str]:
 
 
 def start_replay(settings: Settings, feed: Path, speed: str) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "monitor.cli", "replay", str(feed), "--speed", speed]
+    cmd = [sys.executable, "-m", "pipelines.cli", "replay", str(feed), "--speed", speed]
     out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
     env = {**settings_env(settings), "FINMON_OUTBOX__SETTLE_S": "0.5"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
