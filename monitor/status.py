@@ -9,11 +9,13 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from monitor.app import stage_topics
+from monitor.clock import INSTANT, from_micros
 from monitor.config import Settings
+from monitor.core.streamtime import StoredMark, complete_time, processed_time
 from monitor.errors import BrokerError, StoreError
 from monitor.kafka.client import group_name, highwaters, make_consumer, partitions_of
 from monitor.store import Store
-from monitor.store.sources import marks_sent
+from monitor.store.sources import marks_sent, stream_clock_marks
 
 log = logging.getLogger(__name__)
 RAW_OUTCOME_STAGES = ("classify", "sink")
@@ -75,11 +77,25 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         reasons = store.count_dead_letters(stages=RAW_OUTCOME_STAGES)
         out.update(stored=store.count_scored(), dead_lettered=sum(reasons.values()), dead_letters_by_reason=reasons,
                    dead_letters_by_stage=store.count_dead_letters_by_stage(), store="ok")
-        if out["scored"] is not None:  # news.scored also carries classify's source marks: count items only
-            with store.engine.connect() as conn:
+        with store.engine.connect() as conn:
+            out["stream_time"] = stream_time(settings, stream_clock_marks(conn, settings.kafka.topics.scored))
+            if out["scored"] is not None:  # news.scored also carries classify's source marks: count items only
                 out["source_marks"] = marks_sent(conn, settings.kafka.topics.scored)
-            out["scored"] = max(out["scored"] - out["source_marks"], 0)
+                out["scored"] = max(out["scored"] - out["source_marks"], 0)
         store.dispose()
     except (StoreError, Exception) as exc:
         out["store"] = f"error: {exc}"
     return out
+
+
+def stream_time(settings: Settings, marks: list[StoredMark]) -> dict[str, Any]:
+    """How far the windows are: `processed` (every source's news up to here is in them), `complete` (windows
+    ending before it are final), `idle` (every source is idle); times ISO-8601 UTC, null before any mark."""
+    processed, idle = processed_time(marks)
+    complete = complete_time(marks, settings.windows.grace // INSTANT)
+    return {"processed": _iso_us(processed), "complete": _iso_us(complete), "idle": idle,
+            "sources": len({m.source for m in marks})}
+
+
+def _iso_us(us: int | None) -> str | None:
+    return None if us is None else from_micros(us).isoformat().replace("+00:00", "Z")
