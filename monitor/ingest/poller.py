@@ -142,6 +142,9 @@ class FeedPoller:
             fresh = self._unseen(fresh)  # another feed may have published one of them meanwhile
             now = self.clock.now()
             items = [to_raw(feed, c, now, self.limits, bodies.get(c.item_id)) for c in fresh]
+            # Feeds list their newest entries first; a source partition that receives them in that order would
+            # find all but the newest hour late (monitor/core/lateness.py): publish oldest first.
+            items.sort(key=lambda item: item.published_at)
             if items:
                 sent = self.publisher.publish(items)
                 self.state.mark_seen([key for c in fresh for key in c.keys], now, sent)

@@ -83,6 +83,7 @@ def run_backtest(cfg: BacktestConfig, settings: Settings) -> dict[str, Any]:
     metrics, parts = evaluate(scored, prices, days, alerts)
     timer.lap("evaluate")
     metrics.update(_run_facts(cfg, feed.rejected, stats, stream, len(rules.rules)))
+    metrics["n_late"] = sum(1 for s in scored if s.late)  # as live classify would decide for a replay
     _finish(cfg, metrics, parts, timer, stats)
     return metrics
 
