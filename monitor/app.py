@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from monitor.clock import Clock, SystemClock
@@ -10,6 +11,7 @@ from monitor.kafka.client import group_name
 from monitor.kafka.stage import Processor, StageRunner
 from monitor.store import TRANSIENT_ERRORS, Store
 
+log = logging.getLogger(__name__)
 STAGES = ("classify", "sink", "aggregate", "alerting")
 
 
@@ -80,6 +82,7 @@ def build_aggregate(
     from monitor.stages.aggregate import AggregateProcessor
 
     clock = clock or SystemClock()
+    settings = with_rule_windows(settings)
     store = Store(settings.store_url)
     store.create_schema()
     return _runner(
@@ -92,6 +95,23 @@ def build_aggregate(
         stop_after_idle=stop_after_idle,
         transient=TRANSIENT_ERRORS,
     )
+
+
+def with_rule_windows(settings: Settings) -> Settings:
+    """The window sizes the alert rules read are computed too: a rule on a size nobody computes would never
+    fire, silently."""
+    from monitor.alerts.rules import load_rules
+    from monitor.windows import parse_spec
+
+    have = {parse_spec(size).label for size in settings.windows.sizes}
+    extra = [rule.window for rule in load_rules(settings.alerts.rules_file).rules
+             if parse_spec(rule.window).label not in have]
+    extra = list(dict.fromkeys(extra))
+    if not extra:
+        return settings
+    log.info("aggregate: also computing %s windows, which alert rules read", ", ".join(extra))
+    windows = settings.windows.model_copy(update={"sizes": (*settings.windows.sizes, *extra)})
+    return settings.model_copy(update={"windows": windows})
 
 
 def build_alerting(

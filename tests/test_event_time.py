@@ -28,8 +28,9 @@ from monitor.core.lateness import replay_verdicts
 from monitor.kafka.broker import EmbeddedBroker, free_port
 from monitor.records import ScoredItem, SourceMark, decode_deadletter, decode_scored_record
 from monitor.status import collect_status
-from monitor.store import Store
+from monitor.store import Store, as_utc
 from monitor.store import windows as wstore
+from monitor.store.schema import scored_items
 from pipelines.backtest.stream import EventTimeReplay, fired_alerts
 from tests.conftest import REPO, make_settings, settings_env
 from tests.pipeline_helpers import Feed, drained, finish, publish_feed, start_worker, topic_messages, wait_for
@@ -125,12 +126,9 @@ def test_finmon_up_max_speed_two_days_has_no_late_items_and_exact_hourly_windows
     status = json.loads(proc.stdout.strip().splitlines()[-1])
     assert status["stored"] == len(feed)
     assert status["dead_letters_by_stage"].get("aggregate", 0) == 0  # nothing late
-    store = Store(settings.store_url)
-    with store.engine.connect() as conn:
-        from monitor.store.schema import scored_items
-
+    with Store(settings.store_url).engine.connect() as conn:
         rows = conn.execute(scored_items.select()).mappings().all()
-    items = [(pd.Timestamp(r["published_at"]).tz_convert("UTC").to_pydatetime(),
+    items = [(as_utc(r["published_at"]),
               ("market", f"topic:{r['topic']}", *(f"ticker:{t}" for t in r["tickers"]))) for r in rows]
     topic = Counter(k for _, keys in items for k in keys if k.startswith("topic:")).most_common(1)[0][0]
     for key in ("market", topic, "ticker:QXA", "ticker:QXB", "ticker:QXC"):
