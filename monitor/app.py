@@ -54,7 +54,7 @@ def build_classify(
         max_batch=cfg.max_batch,
         max_wait_ms=cfg.max_wait_ms,
         stop_after_idle=stop_after_idle,
-        transient=TRANSIENT_ERRORS,  # the source snapshots live in the store
+        transient=TRANSIENT_ERRORS,  # resuming a partition reads its source snapshot from the store
     )
 
 

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from monitor import metrics
 from monitor.classify.base import Classifier
 from monitor.clock import Clock, from_micros, to_micros
@@ -88,10 +90,16 @@ class ClassifyProcessor:
 
     def _save(self, last: dict[int, int], now: datetime) -> None:
         """Snapshots as of the batch's last offsets, before the runner commits right after them: a successor
-        resumes exactly where we commit."""
+        resumes exactly where we commit. A store outage does not stop scoring: the snapshot of this commit
+        point is skipped (a successor would resume from an earlier one, leniently) and the next batch saves."""
         states = {p: self.tracker.state_through(p, offset) for p, offset in last.items()}
-        with self.store.engine.begin() as conn:
-            sstore.save_snapshots(conn, self.topics.raw, states, now)
+        try:
+            with self.store.engine.begin() as conn:
+                sstore.save_snapshots(conn, self.topics.raw, states, now)
+        except SQLAlchemyError as exc:
+            metrics.TRANSIENT.labels(self.stage, "snapshot").inc()
+            log.warning("classify: transient failure saving source snapshots (%s); scoring goes on",
+                        str(exc).splitlines()[0][:200])
 
     def _score(self, good: list[tuple[Any, RawItem, Verdict]]) -> list[OutMessage]:
         started = time.perf_counter()
