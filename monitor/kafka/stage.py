@@ -23,7 +23,7 @@ from monitor import metrics
 from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.errors import BrokerError
-from monitor.kafka.client import make_consumer, make_producer
+from monitor.kafka.client import close_consumer, make_consumer, make_producer
 from monitor.records import DeadLetter, encode
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class StageRunner:
         try:
             self._loop(consumer, producer)
         finally:
-            consumer.close(autocommit=False)
+            close_consumer(consumer, self.settings)  # no LeaveGroup by default: see KafkaSettings.leave_group_on_close
             producer.close(timeout=10)
             self._beat(0.0, 0.0, stopped=True)
             self.processor.close()
