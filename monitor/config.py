@@ -50,6 +50,14 @@ class KafkaSettings(BaseModel):
     group_prefix: str = Field("finmon", description="Consumer groups are named <prefix>-<stage>.")
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
+    leave_group_on_close: bool = Field(
+        False,
+        description="Send LeaveGroup when a worker stops cleanly, so its partitions move at once instead of after "
+        "session_timeout_ms. Off by default: if the member leaving is the group's leader and a rebalance is under "
+        "way (another worker joining), the embedded broker (Tansu) keeps the departed leader as the group's leader "
+        "and the group never forms again; a member that stops without leaving is evicted after the session "
+        "timeout, and Tansu then elects a new leader. Safe to turn on with Apache Kafka.",
+    )
     fetch_max_wait_ms: int = 20
     max_poll_records: int = 2000
     max_request_bytes: int = Field(8 * 1024 * 1024, description="Producer request limit; above max_text_bytes.")

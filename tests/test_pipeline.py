@@ -106,7 +106,7 @@ def test_two_classify_workers_share_partitions_and_take_over(broker: EmbeddedBro
     publish_feed(settings, first)
     a, b = start_worker(settings, "classify"), start_worker(settings, "classify")
     wait_for(lambda: classified(settings) >= 400, timeout=180)
-    a.send_signal(signal.SIGTERM)  # clean stop: finishes its batch, commits, leaves the group
+    a.send_signal(signal.SIGTERM)  # clean stop: finishes its batch, commits, stops (evicted after the session timeout)
     out_a, _ = finish(a)
     second = make_feed(300, bad_every=0, start_index=400)
     publish_feed(settings, second)

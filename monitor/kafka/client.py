@@ -97,6 +97,16 @@ def make_consumer(
     return with_retry(f"consumer {group or ''}", build, settings)
 
 
+def close_consumer(consumer: KafkaConsumer, settings: Settings) -> None:
+    """Close a group member without committing; it sends LeaveGroup only if `kafka.leave_group_on_close` (see
+    KafkaSettings: with Tansu, a leader that leaves during a rebalance leaves its group leaderless for good)."""
+    if not settings.kafka.leave_group_on_close:
+        coordinator = getattr(consumer, "_coordinator", None)  # kafka-python has no public "close, don't leave"
+        if coordinator is not None:
+            coordinator.reset_generation()  # forget the membership locally: close() has no group left to leave
+    consumer.close(autocommit=False)
+
+
 def group_name(settings: Settings, stage: str) -> str:
     return f"{settings.kafka.group_prefix}-{stage}"
 

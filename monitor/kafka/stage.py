@@ -23,7 +23,7 @@ from monitor import metrics
 from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.errors import BrokerError
-from monitor.kafka.client import make_consumer, make_producer
+from monitor.kafka.client import close_consumer, make_consumer, make_producer
 from monitor.records import DeadLetter, encode
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class StageRunner:
             self._loop(consumer, producer)
             self._housekeeping(consumer, producer, final=True)
         finally:
-            consumer.close(autocommit=False)
+            close_consumer(consumer, self.settings)  # no LeaveGroup by default: see KafkaSettings.leave_group_on_close
             producer.close(timeout=10)
             self._beat(0.0, 0.0, stopped=True)
             self.processor.close()
@@ -377,6 +377,23 @@ class StageRunner:
         try:
             consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
-            # Partitions moved to another member: it re-reads from the last commit; our sinks are idempotent.
+            # A partition that moves to another member is re-read there from the last commit (our sinks are
+            # idempotent). One that stays with this member is not: kafka-python 3 keeps a retained partition's
+            # position across a rebalance, so without the seek below the batch would never be read or committed
+            # again, and if it held a partition's last records that partition's lag would stay above 0 for good.
+            # The usual case: the next poll of the batch already began a rejoin (RebalanceInProgressError).
             metrics.COMMIT_FAILURES.labels(self.processor.stage).inc()
             log.warning("%s: commit failed (%s); the batch will be redelivered", self.processor.stage, exc)
+            self._rewind(consumer, batch)
+
+    def _rewind(self, consumer: Any, batch: list[Any]) -> None:
+        """Seek each partition of an uncommitted batch that this member still holds back to the batch's first
+        record of that partition, so the batch is delivered again."""
+        assigned = consumer.assignment()
+        first: dict[TopicPartition, int] = {}
+        for record in batch:
+            tp = TopicPartition(record.topic, record.partition)
+            first[tp] = min(first.get(tp, record.offset), record.offset)
+        for tp, offset in first.items():
+            if tp in assigned:
+                consumer.seek(tp, offset)
