@@ -59,25 +59,14 @@ def test_three_classifiers_two_aggregators_eight_partitions(broker: EmbeddedBrok
     env = settings_env(settings)
     first, second = make_feed(1200, bad_every=0), make_feed(1200, bad_every=0, start_index=1200)
     publish_feed(settings, first)
-    workers = {
-        name: start_worker(settings, stage, env=env)
-        for name, stage in [("c1", "classify"), ("c2", "classify"), ("a1", "aggregate"), ("s1", "sink")]
-    }
+    workers: dict = {}
+    try:
+        _run_the_scenario(settings, env, workers, second)
+    finally:  # a failed run must not leave workers running through the rest of the suite
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.kill()
     store = Store(settings.store_url)
-    store.create_schema()
-    wait_for(lambda: store.count_scored() >= 300, timeout=240)
-    workers["c3"] = start_worker(settings, "classify", env=env)  # added mid-stream
-    workers["a2"] = start_worker(settings, "aggregate", env=env)
-    publish_feed(settings, second)
-    wait_for(lambda: store.count_scored() >= 1500, timeout=240)
-    workers["c1"].send_signal(signal.SIGTERM)  # removed mid-stream, cleanly
-    finish(workers.pop("c1"), timeout=60)
-    workers.pop("a1").kill()  # and one aggregator dies hard
-    wait_for(lambda: _drained(settings, 2400), timeout=300, every=1.0)
-    for proc in workers.values():
-        proc.send_signal(signal.SIGTERM)
-        finish(proc, timeout=60)
-
     assert sorted(store.scored_ids()) == sorted(first.good_ids | second.good_ids)
     assert store.count_dead_letters_by_stage().get("aggregate", 0) == 0  # nothing late
     with store.engine.connect() as conn:
@@ -90,3 +79,25 @@ def test_three_classifiers_two_aggregators_eight_partitions(broker: EmbeddedBrok
         pd.testing.assert_series_equal(
             merged[column], merged[f"{column}_ref"], check_names=False, atol=1e-6, check_dtype=False
         )
+
+
+def _run_the_scenario(settings, env, workers: dict, second) -> None:  # type: ignore[no-untyped-def]
+    """Workers join and leave mid-stream (`workers` holds every one started, for the caller's clean-up)."""
+    for name, stage in [("c1", "classify"), ("c2", "classify"), ("a1", "aggregate"), ("s1", "sink")]:
+        workers[name] = start_worker(settings, stage, env=env)
+    store = Store(settings.store_url)
+    store.create_schema()
+    wait_for(lambda: store.count_scored() >= 300, timeout=240)
+    workers["c3"] = start_worker(settings, "classify", env=env)  # added mid-stream
+    workers["a2"] = start_worker(settings, "aggregate", env=env)
+    publish_feed(settings, second)
+    wait_for(lambda: store.count_scored() >= 1500, timeout=240)
+    workers["c1"].send_signal(signal.SIGTERM)  # removed mid-stream, cleanly
+    finish(workers["c1"], timeout=60)
+    workers["a1"].kill()  # and one aggregator dies hard
+    workers["a1"].wait()
+    wait_for(lambda: _drained(settings, 2400), timeout=300, every=1.0)
+    for name, proc in workers.items():
+        if name not in ("c1", "a1"):
+            proc.send_signal(signal.SIGTERM)
+            finish(proc, timeout=60)
