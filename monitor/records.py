@@ -104,6 +104,7 @@ class SourceMark:
     fanout: int  # how many news.scored partitions receive this mark
     sent_at: datetime
     lag: int | None = None  # records of the partition still unread when it was sent (None: unknown)
+    sources: int | None = None  # how many news.raw partitions there are: stream time waits for all of them
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -117,6 +118,7 @@ class SourceMark:
             "fanout": self.fanout,
             "sent_at": _iso(self.sent_at),
             "lag": self.lag,
+            "sources": self.sources,
         }
 
 
@@ -363,6 +365,7 @@ def _mark_from_wire(data: dict[str, Any]) -> SourceMark:
             fanout=int(data["fanout"]),
             sent_at=parse_time(data["sent_at"], "sent_at"),
             lag=int(data["lag"]) if data.get("lag") is not None else None,
+            sources=int(data["sources"]) if data.get("sources") is not None else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RecordError("invalid_field", f"source mark is incomplete: {exc!r}") from exc

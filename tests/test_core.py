@@ -150,3 +150,12 @@ def test_catching_up_while_a_source_is_behind_or_its_marks_are_stale() -> None:
     assert not catching_up([m(10, 100)], now, lag, age)
     assert catching_up([m(0, 90)], now, lag, age)  # the aggregators have not applied a mark for 10 minutes
     assert not catching_up([m(5000, 10, idle=True)], now, lag, age)  # idle sources never hold
+
+
+def test_a_source_not_heard_from_yet_holds_stream_time_back() -> None:
+    """Four news.raw partitions, marks from three: the fourth's first items may still be on their way."""
+    three = [StoredMark(p, s, 60 * MIN, False, 2, 0, 0, sources=4) for p in (0, 1) for s in (0, 1, 2)]
+    assert complete_time(three, 0) is None
+    assert catching_up(three, 0, 1000, MIN)
+    four = [*three, StoredMark(0, 3, None, True, 2, 0, 0, 4), StoredMark(1, 3, None, True, 2, 0, 0, 4)]
+    assert complete_time(four, 0) == 60 * MIN  # an empty partition's idle marks release it

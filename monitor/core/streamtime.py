@@ -33,6 +33,7 @@ class StoredMark:
     fanout: int  # how many downstream partitions the source's marks go to
     lag: int | None = None  # records of the source still unread when the mark was sent
     sent_us: int | None = None  # when it was sent (wall clock, microseconds since the epoch)
+    sources: int | None = None  # how many sources there are (None: unknown, then only those seen count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +62,12 @@ def source_times(marks: Iterable[StoredMark]) -> list[SourceTime]:
 
 
 def processed_time(marks: Iterable[StoredMark]) -> tuple[int | None, bool]:
-    """(min over active sources of what reached the windows, whether every source is idle)."""
+    """(min over active sources of what reached the windows, whether every source is idle). A source not heard
+    from yet holds time back: its first items may still be on their way to the windows."""
+    marks = list(marks)
     sources = source_times(marks)
-    if not sources:
+    expected = max((m.sources for m in marks if m.sources is not None), default=0)
+    if not sources or len(sources) < expected:
         return None, False
     active = [s for s in sources if not s.idle]
     if not active:
@@ -90,6 +94,9 @@ def catching_up(marks: Iterable[StoredMark], now_us: int, max_lag: int, max_age_
     by_source: dict[int, list[StoredMark]] = defaultdict(list)
     for mark in marks:
         by_source[mark.source].append(mark)
+    expected = max((m.sources for rows in by_source.values() for m in rows if m.sources is not None), default=0)
+    if len(by_source) < expected:
+        return True  # a source not heard from yet (its first marks are still on their way)
     for rows in by_source.values():
         if all(m.idle for m in rows) and len({m.partition for m in rows}) >= max(m.fanout for m in rows):
             continue

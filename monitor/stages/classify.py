@@ -42,9 +42,11 @@ class ClassifyProcessor:
         self.tracker = SourceTracker(int(settings.windows.grace.total_seconds() * 1_000_000))
         self.marks = MarkSchedule(settings.windows.mark_interval_s, settings.windows.idle_timeout_s)
         self._fanout: Callable[[], int] = lambda: settings.kafka.partitions
+        self._sources: Callable[[], int] = lambda: settings.kafka.partitions
 
     def bind(self, partitions_for: Callable[[str], int]) -> None:
         self._fanout = lambda: partitions_for(self.topics.scored)
+        self._sources = lambda: partitions_for(self.topics.raw)
 
     def process(self, records: Sequence[Any]) -> list[OutMessage]:
         now = self.clock.now()
@@ -141,7 +143,7 @@ class ClassifyProcessor:
             through, max_t = progress[0] - 1, None  # read by a predecessor: its marks carry the time
         lag = None if progress is None or progress[1] is None else max(progress[1] - progress[0], 0)
         return SourceMark(self.topics.raw, partition, through, from_micros(max_t) if max_t is not None else None,
-                          idle, fanout, now, lag)
+                          idle, fanout, now, lag, self._sources())
 
     def housekeeping_sent(self, out: list[OutMessage]) -> None:
         """Count the marks the broker acknowledged, so `finmon status` can tell items from marks on news.scored

@@ -116,6 +116,7 @@ stream_marks = Table(
     Column("fanout", Integer, nullable=False),
     Column("sent_at", _TS, nullable=False),
     Column("lag", BigInteger),
+    Column("sources", Integer),
 )
 
 mark_counts = Table(

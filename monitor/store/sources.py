@@ -84,22 +84,23 @@ def apply_marks(conn: Connection, topic: str, marks: Iterable[tuple[int, SourceM
                 t_us = int(old.max_t_us)
             if old.through_offset > mark.through_offset:  # a redelivered older mark: keep the newer state
                 mark = SourceMark(mark.src_topic, source, old.through_offset, None, bool(old.idle), mark.fanout,
-                                  as_utc(old.sent_at) or mark.sent_at, old.lag)
+                                  as_utc(old.sent_at) or mark.sent_at, old.lag, mark.sources)
         rows.append({"topic": topic, "partition": partition, "src_partition": source,
                      "through_offset": mark.through_offset, "max_t_us": t_us,
                      "max_event_time": from_micros(t_us) if t_us is not None else None, "idle": mark.idle,
-                     "fanout": mark.fanout, "sent_at": mark.sent_at, "lag": mark.lag})
+                     "fanout": mark.fanout, "sent_at": mark.sent_at, "lag": mark.lag, "sources": mark.sources})
     stmt = insert_stmt(conn, stream_marks)
     conn.execute(stmt.on_conflict_do_update(
         index_elements=["topic", "partition", "src_partition"],
         set_={c: stmt.excluded[c] for c in ("through_offset", "max_t_us", "max_event_time", "idle", "fanout",
-                                              "sent_at", "lag")}), rows)
+                                              "sent_at", "lag", "sources")}), rows)
 
 
 def stream_clock_marks(conn: Connection, topic: str) -> list[StoredMark]:
     """Every applied source mark of `topic`, for monitor/core/streamtime."""
     return [StoredMark(r.partition, r.src_partition, None if r.max_t_us is None else int(r.max_t_us), bool(r.idle),
-                       int(r.fanout), None if r.lag is None else int(r.lag), to_micros(as_utc(r.sent_at) or EPOCH))
+                       int(r.fanout), None if r.lag is None else int(r.lag), to_micros(as_utc(r.sent_at) or EPOCH),
+                       None if r.sources is None else int(r.sources))
             for r in conn.execute(select(stream_marks).where(stream_marks.c.topic == topic))]
 
 
