@@ -30,7 +30,7 @@ from bench_windows import from_scratch, load_store, synthetic
 from dashboards import queries as q
 from monitor.store import Store
 from monitor.store.schema import scored_items
-from monitor.windows.engine import from_us
+from monitor.timestamps import from_us
 
 
 def fill_items(store: Store, items: pd.DataFrame) -> None:

@@ -29,7 +29,8 @@ from monitor.records import RawItem, ScoredItem, encode
 from monitor.stages.aggregate import AggregateProcessor
 from monitor.store import Store
 from monitor.store.schema import aggregate_items, windows
-from monitor.windows.engine import SUM_COLUMNS, Baseline, compute_windows, from_us
+from monitor.timestamps import from_us
+from monitor.windows.engine import SUM_COLUMNS, Baseline, compute_windows
 from monitor.windows.spec import parse_specs
 
 Record = namedtuple("Record", "topic partition offset key value")

@@ -26,17 +26,10 @@ from monitor.records import WINDOW_DERIVED, WINDOW_SUMS, WINDOW_ZSCORES
 from monitor.store.dialect import insert_stmt
 from monitor.store.schema import aggregate_items, window_late, windows
 from monitor.store.times import as_utc
+from monitor.timestamps import from_us, to_us
 
 SUM_COLUMNS, DERIVED_COLUMNS, Z_COLUMNS = list(WINDOW_SUMS), list(WINDOW_DERIVED), list(WINDOW_ZSCORES)
 
-
-def to_us(when: object) -> int:
-    """A tz-aware datetime as integer microseconds since the epoch (UTC)."""
-    return int(pd.Timestamp(when).value // 1000)
-
-
-def from_us(us: int | np.integer) -> pd.Timestamp:
-    return pd.Timestamp(int(us) * 1000, tz="UTC")
 
 _CHUNK = 900  # ids per IN (...) list: well under SQLite's variable limit
 

@@ -28,13 +28,13 @@ from monitor.records import ScoredItem, SourceMark, WindowRow
 from monitor.store import Store
 from monitor.store import sources as sstore
 from monitor.store import windows as wstore
+from monitor.timestamps import from_us
 from monitor.windows.engine import (
     DERIVED_COLUMNS,
     Z_COLUMNS,
     Baseline,
     derive,
     explode_keys,
-    from_us,
     item_values,
     items_frame,
     window_sums,

@@ -27,6 +27,7 @@ import pandas as pd
 
 from monitor.config import WindowSettings
 from monitor.records import WINDOW_DERIVED, WINDOW_SUMS, WINDOW_ZSCORES, ScoredItem
+from monitor.timestamps import to_us
 from monitor.windows.spec import WindowSpec
 
 MICRO = 1_000_000
@@ -76,14 +77,6 @@ def _round_div(a: int, b: int) -> int:
     q += 1 if 2 * r >= b else 0
     return q if a >= 0 else -q
 
-
-def to_us(when: object) -> int:
-    """A tz-aware datetime as integer microseconds since the epoch (UTC)."""
-    return int(pd.Timestamp(when).value // 1000)
-
-
-def from_us(us: int | np.integer) -> pd.Timestamp:
-    return pd.Timestamp(int(us) * 1000, tz="UTC")
 
 
 def explode_keys(items: pd.DataFrame) -> pd.DataFrame:
