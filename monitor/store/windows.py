@@ -85,17 +85,18 @@ def add_sums(conn: Connection, size: str, size_us: int, sums: pd.DataFrame) -> N
 def load_range(conn: Connection, size: str, keys: Sequence[str], lo_us: int, hi_us: int) -> pd.DataFrame:
     """Stored windows of `keys` with lo <= start <= hi (key, start_us, sums, derived, z)."""
     cols = [windows.c.key, windows.c.window_start, *(windows.c[c] for c in SUM_COLUMNS + DERIVED_COLUMNS + Z_COLUMNS)]
-    frames = []
+    rows: list[Any] = []
     for i in range(0, len(keys), _CHUNK):
         query = select(*cols).where(
             windows.c.size == size, windows.c.key.in_(list(keys[i : i + _CHUNK])),
             windows.c.window_start >= from_us(lo_us).to_pydatetime(),
             windows.c.window_start <= from_us(hi_us).to_pydatetime(),
         )
-        frames.append(pd.DataFrame(conn.execute(query).all(), columns=[c.name for c in cols]))
-    frame = pd.concat(frames, ignore_index=True)
-    frame["start_us"] = [to_us(as_utc(t)) for t in frame.pop("window_start")]
-    return frame.astype({c: np.int64 for c in SUM_COLUMNS}).astype({c: float for c in DERIVED_COLUMNS + Z_COLUMNS})
+        rows.extend(conn.execute(query).all())
+    frame = pd.DataFrame(rows, columns=[c.name for c in cols])
+    starts = pd.to_datetime(frame.pop("window_start"), utc=True)  # naive from SQLite: stored as UTC
+    frame["start_us"] = starts.to_numpy(dtype="datetime64[us]").astype(np.int64)
+    return frame.astype({**{c: np.int64 for c in SUM_COLUMNS}, **{c: float for c in DERIVED_COLUMNS + Z_COLUMNS}})
 
 
 def update_metrics(conn: Connection, size: str, rows: pd.DataFrame) -> None:

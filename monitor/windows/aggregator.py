@@ -91,10 +91,10 @@ class WindowAggregator:
             result = BatchResult(late=[d for d in deliveries if decided[d.scored.item.id]], new_items=len(new_ids))
             self._count_late(conn, [d for d in _first(deliveries) if d.scored.item.id in new_ids and
                                     decided[d.scored.item.id]], values)
-            frame = self._frame(accepted, values)
-            fresh = frame[frame["item_id"].isin(new_ids)]
+            rows = explode_keys(self._frame(accepted, values))  # one (key, item) row per key of each item
+            fresh = None if rows["item_id"].isin(new_ids).all() else rows[rows["item_id"].isin(new_ids)]
             for spec in self.specs:
-                result.windows.extend(self._apply_spec(conn, spec, frame, fresh))
+                result.windows.extend(self._apply_spec(conn, spec, rows, fresh))
         return result
 
     @staticmethod
@@ -128,11 +128,13 @@ class WindowAggregator:
     def _frame(self, accepted: list[Delivery], values: dict[str, dict[str, Any]]) -> pd.DataFrame:
         return items_frame([values[d.scored.item.id] for d in accepted], [self.keys.keys(d.scored) for d in accepted])
 
-    def _apply_spec(self, conn: Connection, spec: WindowSpec, frame: pd.DataFrame,
-                    fresh: pd.DataFrame) -> list[WindowRow]:
-        """Add the fresh items' sums, then re-derive touched windows and their baseline successors."""
-        wstore.add_sums(conn, spec.label, spec.size_us, window_sums(explode_keys(fresh), spec))
-        touched = window_sums(explode_keys(frame), spec)[["key", "start_us"]]  # redeliveries too: republished
+    def _apply_spec(self, conn: Connection, spec: WindowSpec, rows: pd.DataFrame,
+                    fresh: pd.DataFrame | None) -> list[WindowRow]:
+        """Add the fresh items' sums (`fresh` None: every row is fresh), then re-derive touched windows and
+        their baseline successors."""
+        sums = window_sums(rows, spec)
+        wstore.add_sums(conn, spec.label, spec.size_us, sums if fresh is None else window_sums(fresh, spec))
+        touched = sums[["key", "start_us"]]  # redeliveries too: republished
         if touched.empty:
             return []
         span = self.baseline.windows * spec.hop_us
