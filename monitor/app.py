@@ -71,6 +71,7 @@ def build_sink(settings: Settings, *, stop_after_idle: float | None = None, cloc
         clock,
         max_batch=1000,
         max_wait_ms=100,
+        fill_factor=settings.kafka.fill_factor,
         stop_after_idle=stop_after_idle,
         transient=TRANSIENT_ERRORS,
     )
@@ -92,6 +93,7 @@ def build_aggregate(
         clock,
         max_batch=settings.windows.max_batch,
         max_wait_ms=100,
+        fill_factor=settings.kafka.fill_factor,
         stop_after_idle=stop_after_idle,
         transient=TRANSIENT_ERRORS,
     )
@@ -134,6 +136,7 @@ def build_alerting(
         clock or SystemClock(),
         max_batch=2000,
         max_wait_ms=200,
+        fill_factor=settings.kafka.fill_factor,
         stop_after_idle=stop_after_idle,
         transient=TRANSIENT_ERRORS,
     )

@@ -58,7 +58,18 @@ class KafkaSettings(BaseModel):
         "and the group never forms again; a member that stops without leaving is evicted after the session "
         "timeout, and Tansu then elects a new leader. Safe to turn on with Apache Kafka.",
     )
-    fetch_max_wait_ms: int = 20
+    fetch_max_wait_ms: int = Field(
+        500, ge=0,
+        description="How long the broker may hold a fetch that finds nothing new. Tansu and Kafka answer as soon as "
+        "records arrive, so this costs no latency; a short wait only makes idle consumers poll (20 ms: ~8% of a "
+        "core per consumer, and the broker answering them).",
+    )
+    fill_factor: float = Field(
+        4.0, ge=0.0,
+        description="Sink, aggregate and alerting let a batch fill up for this many times what their last batch "
+        "took to process (at most 2 s): in a catch-up their fixed cost per batch is then paid for many upstream "
+        "batches at once, leaving the CPU to the model. 0 keeps the plain short wait.",
+    )
     max_poll_records: int = 2000
     max_request_bytes: int = Field(8 * 1024 * 1024, description="Producer request limit; above max_text_bytes.")
     connect_retry_s: float = Field(120.0, description="How long to keep retrying an unreachable broker.")

@@ -127,6 +127,8 @@ class StageRunner:
         *,
         max_batch: int = 500,
         max_wait_ms: int = 50,
+        fill_factor: float = 0.0,
+        max_fill_ms: int = 2000,
         stop_after_idle: float | None = None,
         transient: tuple[type[BaseException], ...] = (),
         log_every_s: float = 10.0,
@@ -134,6 +136,8 @@ class StageRunner:
     ) -> None:
         self.settings, self.processor, self.topics, self.group = settings, processor, list(topics), group
         self.clock, self.max_batch, self.max_wait = clock, max_batch, max_wait_ms / 1000
+        self.fill_factor, self.max_fill = fill_factor, max_fill_ms / 1000
+        self._last_batch_s = 0.0  # how long the last batch took to process (see _fill_wait)
         self.stop_after_idle, self.transient, self.log_every_s = stop_after_idle, transient, log_every_s
         self.heartbeat = heartbeat
         self.stats = StageStats()
@@ -242,8 +246,16 @@ class StageRunner:
             self.stats.records_in,
         )
 
+    def _fill_wait(self) -> float:
+        """How long a batch may fill up after its first record: max_wait, or `fill_factor` times what the last
+        batch cost, up to max_fill. A stage whose batches have a large fixed cost (a transaction, a pandas pass
+        per window size) then spends at most about 1/(1 + fill_factor) of its time on that cost while records
+        trickle in behind a slower upstream (a backlog drained by classify), instead of paying it for every
+        upstream batch; a cheap stage keeps its short wait, and latency grows by at most max_fill."""
+        return max(self.max_wait, min(self.fill_factor * self._last_batch_s, self.max_fill))
+
     def _collect(self, consumer: Any) -> list[Any]:
-        """A micro-batch: wait up to 200 ms for a first record, then fill up for at most max_wait."""
+        """A micro-batch: wait up to 200 ms for a first record, then fill up for at most _fill_wait()."""
         batch: list[Any] = []
         deadline: float | None = None
         while len(batch) < self.max_batch and not self._stop.is_set():
@@ -256,7 +268,7 @@ class StageRunner:
             if deadline is None:
                 if not batch:
                     break
-                deadline = time.monotonic() + self.max_wait
+                deadline = time.monotonic() + self._fill_wait()
         return batch
 
     def _handle(self, batch: list[Any], consumer: Any, producer: Any) -> None:
@@ -267,7 +279,8 @@ class StageRunner:
         if not self._produce(producer, out):
             return
         self._commit(consumer, batch)
-        self._count(batch, out, time.perf_counter() - started)
+        self._last_batch_s = time.perf_counter() - started
+        self._count(batch, out, self._last_batch_s)
         self._update_lag(consumer)
 
     def _count(self, batch: list[Any], out: list[OutMessage], seconds: float) -> None:
