@@ -22,8 +22,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from monitor.entities.company import SOURCES, Company
-from monitor.entities.lexicon import ACRONYMS, is_english_word
-from monitor.entities.names import name_tokens, strip_legal, variants
+from monitor.entities.lexicon import ACRONYMS, GENERIC_WORDS, MARKET_NAMES, PROPER_NOUNS, is_english_word
+from monitor.entities.names import LEGAL_SUFFIXES, name_tokens, strip_legal, tokenize, variants
 from monitor.entities.symbols import is_us_symbol
 
 _CONNECTORS = frozenset({"and", "of", "the", "&"})
@@ -37,6 +37,7 @@ class Entry:
     how: str
     ambiguous: bool = False
     common: bool = False
+    possessive: bool = False  # written "Moody's": a bare "Moody" is someone else
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,17 +69,31 @@ def _derived(company: Company, rank: int) -> Iterator[_Candidate]:
     """Names of a package company: each official name and its variants, checked against everyday words."""
     for name in company.names:
         official = name_tokens(name)
+        possessive = {t.text for t in tokenize(name) if t.possessive}
         for tokens in variants(name):
+            if _unusable(tokens):
+                continue
             single = len(tokens) == 1
-            if single and (len(tokens[0]) < 2 or (len(tokens[0]) < 3 and not tokens[0].isupper())):
-                continue  # too short to be a name; two capitals ("BP") or a digit ("3M") are codes
-            ambiguous = single and (is_english_word(tokens[0]) or tokens[0] in ACRONYMS)
-            if ambiguous and len(official) > 1:
+            ambiguous = single and (is_english_word(tokens[0]) or tokens[0] in ACRONYMS or tokens[0] in PROPER_NOUNS)
+            if ambiguous and len(official) > 1 and tokens[0] not in PROPER_NOUNS:
                 continue  # "Partners Group" -> "Partners": an everyday word only by cutting; curate it if wanted
             # A legal form is evidence already: "Target Corp" links, "Best Buy" in a Title Case headline waits.
             common = not single and strip_legal(tokens) == tokens and all(_is_everyday(t) for t in tokens)
-            entry = Entry(company.symbol, "name", ambiguous, common)
+            entry = Entry(company.symbol, "name", ambiguous, common, tokens[-1] in possessive)
             yield _Candidate(tokens, entry, (rank, 0 if tokens == official else 1, 0, company.symbol))
+
+
+def _unusable(tokens: tuple[str, ...]) -> bool:
+    """Derived names never indexed: too short, a bare legal form or generic word ("SCA", "Bancorp"), or the
+    name of a market ("Nasdaq", "Dow")."""
+    if " ".join(tokens) in MARKET_NAMES or (tokens[0] in MARKET_NAMES and len(tokens) == 1):
+        return True
+    if len(tokens) > 1:
+        return False
+    word = tokens[0]
+    if len(word) < 2 or (len(word) < 3 and not word.isupper()):
+        return True  # too short to be a name; two capitals ("BP") or a digit ("3M") are codes
+    return (word.lower(),) in LEGAL_SUFFIXES or word.lower() in GENERIC_WORDS
 
 
 def _written(company: Company, rank: int) -> Iterator[_Candidate]:
@@ -86,8 +101,9 @@ def _written(company: Company, rank: int) -> Iterator[_Candidate]:
     groups = (("name", False, company.names), ("alias", False, company.aliases), ("name", True, company.ambiguous))
     for how, ambiguous, names in groups:
         for name in names:
+            possessive = {t.text for t in tokenize(name) if t.possessive}
             for tokens in variants(name, derive=False):
-                entry = Entry(company.symbol, how, ambiguous)
+                entry = Entry(company.symbol, how, ambiguous, possessive=tokens[-1] in possessive)
                 yield _Candidate(tokens, entry, (rank, 0, 0 if how == "name" else 1, company.symbol))
 
 

@@ -52,16 +52,16 @@ NEGATIVE_AFTER: frozenset[str] = _words(
 NEGATIVE_BEFORE: frozenset[str] = _words("Big Brazilian Peruvian Colombian Ecuadorian Bolivian Venezuelan")
 
 # A following word that confirms a company behind an everyday word: "Target shares", "Next plc", "Block CEO",
-# and the verbs of company news, which need a subject ("Target raises outlook", "Visa sues").
+# and the verbs of company actions, which need a company as subject ("Target raises outlook", "Visa sues").
+# Verbs a person does as well ("says", "expects", "warns") are left out: "Fed's Williams says" is a person.
 EVIDENCE_AFTER: frozenset[str] = _words(
     """
     shares share stock inc corp corporation co ltd plc llc ag se sa nv group holdings ceo cfo chief
     earnings revenue revenues profit profits sales results quarter quarterly guidance outlook forecast dividend
     dividends buyback buybacks shareholders investors stake ipo analysts rating downgrade upgrade downgrades
     upgrades reports reported posts posted beats misses raises raised cuts lifts lowers trims boosts slashes
-    sees expects warns says said plans announces announced unveils launches agrees agreed acquires buys sells
-    hires names appoints sues recalls settles tops jumps falls rises climbs slides drops surges soars tumbles
-    gains slumps sinks rallies plunges
+    unveils launches acquires buys sells sues recalls settles tops jumps falls rises climbs slides drops surges
+    soars tumbles gains slumps sinks rallies plunges
     """
 )
 # A preceding word that does the same: "retailer Target", "shares of Next", "rival Block".
@@ -73,4 +73,26 @@ EVIDENCE_BEFORE: frozenset[str] = _words(
 )
 EVIDENCE_BEFORE_PAIRS: frozenset[tuple[str, str]] = frozenset(
     {("shares", "of"), ("stake", "in"), ("stock", "of"), ("investors", "in"), ("invest", "in"), ("ceo", "of")}
+)
+
+# Short names of listed companies that are mostly people or places in the news ("Fed's Williams", "Dover",
+# "Everest"): derived names like these need evidence, as everyday words do.
+PROPER_NOUNS: frozenset[str] = _words(
+    """
+    Alamo Berkeley Brady Campbell Carter Dana Dover Elisa Everest Hartford Hawkins Indus Knowles Lindsay Norma
+    Orion Palomar Pearson Rogers Rollins Wiley Williams Toto Patrick Stewart Graham Franklin Lincoln Jackson
+    Edison Phillips Baker Murphy
+    """
+)
+# Names of markets and indices that are also short names of the companies running them: a market report
+# ("the Nasdaq closed higher", "SSE Composite") is not news about Nasdaq Inc or SSE plc.
+MARKET_NAMES: frozenset[str] = _words("Nasdaq NASDAQ Dow NYSE SSE SZSE HKEX FTSE DAX Nikkei Euronext Cboe CBOE LSE")
+# Words of a company name too generic to stand alone ("The Bancorp" -> "Bancorp"), and which, capitalised after
+# a one-word name, make a different company ("Meta Financial" is not Meta).
+GENERIC_WORDS: frozenset[str] = _words(
+    """
+    bancorp bancshares bankshares banc bank financial capital holdings holding group partners industries
+    international technologies technology systems solutions services resources energy properties realty trust
+    insurance brands global america american national united first general
+    """
 )

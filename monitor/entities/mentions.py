@@ -27,6 +27,7 @@ from monitor.entities.lexicon import (
     EVIDENCE_AFTER,
     EVIDENCE_BEFORE,
     EVIDENCE_BEFORE_PAIRS,
+    GENERIC_WORDS,
     NEGATIVE_AFTER,
     NEGATIVE_BEFORE,
 )
@@ -81,15 +82,22 @@ def _match(tokens: list[Token], i: int, text: str, index: NameIndex) -> tuple[in
             all(t.text == w for t, w in zip(window, names, strict=True))
             and all(_GAP.fullmatch(text[a.end : b.start]) for a, b in pairwise(window))
             and not any(t.possessive for t in window[:-1])
+            and (window[-1].possessive or not entry.possessive)
         ):
             return n, entry
     return None
 
 
-def _negative(tokens: list[Token], i: int, j: int) -> bool:
-    after = tokens[j].text.lower() if j < len(tokens) and not tokens[j - 1].possessive else ""
+def _negative(tokens: list[Token], i: int, j: int, style: _Style) -> bool:
+    """A neighbour that makes the name something else: "Apple pie", "the Big Apple", and in sentence case a
+    one-word name followed by a capitalised generic word: "Meta Financial" is another company."""
+    nxt = tokens[j] if j < len(tokens) and not tokens[j - 1].possessive else None
+    after = nxt.text.lower() if nxt is not None else ""
     before = tokens[i - 1].text if i > 0 else ""
-    return after in NEGATIVE_AFTER or before in NEGATIVE_BEFORE
+    if after in NEGATIVE_AFTER or before in NEGATIVE_BEFORE:
+        return True
+    longer = nxt is not None and j - i == 1 and nxt.text[0].isupper() and after in GENERIC_WORDS
+    return longer and not style.title_case
 
 
 def _inside_longer_name(tokens: list[Token], i: int, style: _Style) -> bool:
@@ -128,7 +136,7 @@ def field_mentions(text: str, field: str, index: NameIndex) -> list[Mention]:
             i += 1
             continue
         n, entry = hit
-        if not _negative(tokens, i, i + n) and not (entry.common and _inside_longer_name(tokens, i, style)):
+        if not _negative(tokens, i, i + n, style) and not (entry.common and _inside_longer_name(tokens, i, style)):
             ambiguous = entry.ambiguous or (entry.common and style.title_case)
             names.append(Mention(entry.symbol, entry.how, field, tokens[i].start, tokens[i + n - 1].end, length,
                                  ambiguous, ambiguous and _evidence(tokens, i, i + n)))

@@ -20,7 +20,13 @@ from monitor.entities.company import SOURCES, Company
 from monitor.entities.symbols import SUFFIXES, is_us_symbol, normalize_symbol
 from monitor.entities.watchlist import parse_name_map, parse_watchlist
 
-# Home market of a company's country, to pick its home listing among the listings pytickersymbols gives.
+# Home market of an index's members and of a company's country, to pick the home listing among the listings
+# pytickersymbols gives (its country field is sometimes wrong: Nikkei members listed as "United Kingdom").
+INDEX_SUFFIX = {
+    "NIKKEI 225": "T", "FTSE 100": "L", "DAX": "DE", "MDAX": "DE", "SDAX": "DE", "TecDAX": "DE", "CAC_40": "PA",
+    "CAC Mid 60": "PA", "AEX": "AS", "IBEX 35": "MC", "Switzerland 20": "SW", "OMX Stockholm 30": "ST",
+    "OMX Helsinki 25": "HE", "BEL 20": "BR",
+}
 HOME_SUFFIX = {
     "United Kingdom": "L", "Germany": "DE", "France": "PA", "Netherlands": "AS", "Switzerland": "SW", "Spain": "MC",
     "Italy": "MI", "Sweden": "ST", "Finland": "HE", "Belgium": "BR", "Japan": "T", "Denmark": "CO", "Norway": "OL",
@@ -32,13 +38,15 @@ GERMAN_INDICES = frozenset({"DAX", "MDAX", "SDAX", "TecDAX"})
 def home_symbol(stock: Mapping[str, Any], indices: Iterable[str]) -> str | None:
     """The home-listing Yahoo symbol of a pytickersymbols stock, or None when its data does not tell it."""
     primary = normalize_symbol(str(stock.get("symbol") or ""))
-    home = HOME_SUFFIX.get(str(stock.get("country") or ""))
-    at_home = [s for s in _listed(stock) if home and s.endswith("." + home)]
+    member = set(indices)
     head, dot, suffix = primary.rpartition(".")
     if dot and head and suffix in SUFFIXES and suffix != "F":
-        # "Shell plc" lists SHELL.AS first; its home (United Kingdom) listing is SHEL.L.
-        return primary if suffix == home or not at_home else at_home[0]
-    member = set(indices)
+        if suffix in {INDEX_SUFFIX.get(i) for i in member}:
+            return primary
+        # Listed on a market none of its indices is on: prefer a listing in its country, if it has one.
+        home = HOME_SUFFIX.get(str(stock.get("country") or ""))
+        at_home = [s for s in _listed(stock) if home and s.endswith("." + home)]
+        return at_home[0] if at_home else primary
     if primary and is_us_symbol(primary) and member & US_INDICES:
         return primary
     if member and member <= GERMAN_INDICES:
