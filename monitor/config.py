@@ -25,6 +25,7 @@ from pydantic_settings import (
 from monitor.errors import ConfigError
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+DEFAULT_MIN_RELEVANCE = 40  # monitor.entities.DEFAULT_RELEVANCE_THRESHOLD
 _YAML_PATH: ContextVar[Path | None] = ContextVar("finmon_yaml_path", default=None)
 
 
@@ -124,6 +125,19 @@ class WindowSettings(BaseModel):
     max_batch: int = Field(1000, ge=1, description="Most records in one aggregate micro-batch.")
 
 
+class EntitySettings(BaseModel):
+    """Entity linking (monitor/entities): which companies are known and how relevant a link must be to count."""
+
+    model_config = _FROZEN
+    watchlist_file: Path | None = Field(None, description="YAML watchlist of your own companies: symbol -> names, "
+                                        "aliases (see monitor/entities/watchlist.py); added to the shipped list.")
+    min_relevance: int = Field(DEFAULT_MIN_RELEVANCE, ge=0, le=100,
+                               description="Ticker windows count an item for a ticker only if its relevance "
+                                           "(0-100) is at least this; `finmon link --json` lists the same.")
+    universe: bool = Field(True, description="Also link the ~1,800 index companies of pytickersymbols; off: only "
+                           "the shipped entities/companies files and your own entries.")
+
+
 class AlertSettings(BaseModel):
     """The alerting stage: rules, evaluation schedule, notification retries and the daily digest."""
 
@@ -180,6 +194,7 @@ class Settings(BaseSettings):
     classify: ClassifySettings = Field(default_factory=ClassifySettings)
     windows: WindowSettings = Field(default_factory=WindowSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    entities: EntitySettings = Field(default_factory=EntitySettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
     @classmethod

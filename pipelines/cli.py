@@ -30,8 +30,13 @@ LAZY = {
     "ingest": "pipelines.ingest:command",
     "backtest": "pipelines.backtest:command",
     "topics": "monitor.kafka.commands:command",
+    "link": "pipelines.link:command",
 }
-LAZY_BENCH = {"classifier": "benchmarks.bench_classifier:command", "pipeline": "benchmarks.bench_pipeline:command"}
+LAZY_BENCH = {
+    "classifier": "benchmarks.bench_classifier:command",
+    "pipeline": "benchmarks.bench_pipeline:command",
+    "linking": "benchmarks.bench_linking:command",
+}
 
 
 def _load(target: str) -> click.Command:
@@ -246,7 +251,7 @@ def alerts_ack(settings: Settings, alert_id: int | None, rule: str | None, key: 
 
 @cli.group(cls=LazyGroup, lazy=LAZY_BENCH)
 def bench() -> None:
-    """Benchmarks that print numbers (classifier, pipeline)."""
+    """Benchmarks that print numbers (classifier, pipeline, linking)."""
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,154 @@
+"""The name index: every way a company is written, as token tuples, looked up from their first token.
+
+Built once per set of companies (about 1,900 companies -> about 7,000 names) and kept in-process by the
+linker. A name two companies claim goes to the one from the more trusted source, then to the one for which it
+is the official name rather than a derived alias, then to the alphabetically first symbol, so the index is
+the same on every run.
+
+What each name needs before it links (`Entry`):
+- `ambiguous`: a single everyday word links only with evidence (see mentions.py): an official name that is
+  one ("Carnival", "Mosaic"), or a written name listed as `ambiguous` ("Target", "Next", "Block", "Visa" in
+  monitor/data/entities.yaml). An everyday word that only cutting the legal form makes ("Partners Group" ->
+  "Partners", "Investor AB" -> "Investor") is not indexed at all;
+- `common`: a derived multi-word name made of everyday words ("Best Buy", "Dollar General") needs the same
+  evidence in a Title Case Headline, where every word is capitalised anyway;
+- names shorter than 2 characters, and derived single words shorter than 3 that are not capitals or codes
+  ("BP", "3M"), are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from monitor.entities.company import SOURCES, Company
+from monitor.entities.lexicon import ACRONYMS, GENERIC_WORDS, MARKET_NAMES, PROPER_NOUNS, is_english_word
+from monitor.entities.names import LEGAL_SUFFIXES, name_tokens, strip_legal, tokenize, variants
+from monitor.entities.symbols import is_us_symbol
+
+_CONNECTORS = frozenset({"and", "of", "the", "&"})
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One indexed name: the symbol it links to, as a name or an alias, and what it needs to link."""
+
+    symbol: str
+    how: str
+    ambiguous: bool = False
+    common: bool = False
+    possessive: bool = False  # written "Moody's": a bare "Moody" is someone else
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    tokens: tuple[str, ...]
+    entry: Entry
+    rank: tuple[int, int, int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class NameIndex:
+    """Names by first token (longest first), symbols of the same company, and the bare-ticker vocabulary."""
+
+    by_first: dict[str, tuple[tuple[tuple[str, ...], Entry], ...]]
+    same: dict[str, frozenset[str]]
+    known: frozenset[str]
+    bare: frozenset[str]
+    companies: int
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.by_first.values())
+
+
+def _is_everyday(token: str) -> bool:
+    return token.lower() in _CONNECTORS or is_english_word(token)
+
+
+def _derived(company: Company, rank: int) -> Iterator[_Candidate]:
+    """Names of a package company: each official name and its variants, checked against everyday words."""
+    for name in company.names:
+        official = name_tokens(name)
+        possessive = {t.text for t in tokenize(name) if t.possessive}
+        for tokens in variants(name):
+            if _unusable(tokens):
+                continue
+            single = len(tokens) == 1
+            ambiguous = single and (is_english_word(tokens[0]) or tokens[0] in ACRONYMS or tokens[0] in PROPER_NOUNS)
+            if ambiguous and len(official) > 1 and tokens[0] not in PROPER_NOUNS:
+                continue  # "Partners Group" -> "Partners": an everyday word only by cutting; curate it if wanted
+            # A legal form is evidence already: "Target Corp" links, "Best Buy" in a Title Case headline waits.
+            common = not single and strip_legal(tokens) == tokens and all(_is_everyday(t) for t in tokens)
+            entry = Entry(company.symbol, "name", ambiguous, common, tokens[-1] in possessive)
+            yield _Candidate(tokens, entry, (rank, 0 if tokens == official else 1, 0, company.symbol))
+
+
+def _unusable(tokens: tuple[str, ...]) -> bool:
+    """Derived names never indexed: too short, a bare legal form or generic word ("SCA", "Bancorp"), or the
+    name of a market ("Nasdaq", "Dow")."""
+    if " ".join(tokens) in MARKET_NAMES or (tokens[0] in MARKET_NAMES and len(tokens) == 1):
+        return True
+    if len(tokens) > 1:
+        return False
+    word = tokens[0]
+    if len(word) < 2 or (len(word) < 3 and not word.isupper()):
+        return True  # too short to be a name; two capitals ("BP") or a digit ("3M") are codes
+    return (word.lower(),) in LEGAL_SUFFIXES or word.lower() in GENERIC_WORDS
+
+
+def _written(company: Company, rank: int) -> Iterator[_Candidate]:
+    """Names of an entry a person wrote: taken as written (accents folded, '&' as 'and'), none derived."""
+    groups = (("name", False, company.names), ("alias", False, company.aliases), ("name", True, company.ambiguous))
+    for how, ambiguous, names in groups:
+        for name in names:
+            possessive = {t.text for t in tokenize(name) if t.possessive}
+            for tokens in variants(name, derive=False):
+                entry = Entry(company.symbol, how, ambiguous, possessive=tokens[-1] in possessive)
+                yield _Candidate(tokens, entry, (rank, 0, 0 if how == "name" else 1, company.symbol))
+
+
+def _candidates(companies: Iterable[Company]) -> Iterator[_Candidate]:
+    ranks = {s: i for i, s in enumerate(SOURCES)}
+    for company in companies:
+        rank = ranks.get(company.source, len(SOURCES))
+        yield from (_derived if company.derived else _written)(company, rank)
+
+
+def _same(companies: Iterable[Company]) -> dict[str, frozenset[str]]:
+    """symbol -> every symbol of the same company (its own included), from each company's `also`."""
+    out: dict[str, set[str]] = {}
+    for company in companies:
+        group = set(company.symbols)
+        for symbol in group:
+            out.setdefault(symbol, set()).update(group)
+    return {s: frozenset(g) for s, g in out.items()}
+
+
+def _bare(symbols: Iterable[str]) -> frozenset[str]:
+    """US symbols a bare upper-case word may stand for: 3+ characters, not an everyday word or acronym."""
+    return frozenset(
+        s for s in symbols if is_us_symbol(s) and "." not in s and len(s) >= 3 and s not in ACRONYMS
+        and not is_english_word(s)
+    )
+
+
+def build_index(companies: Iterable[Company]) -> NameIndex:
+    """Index the companies' names (see the module docstring for who wins a name two companies claim)."""
+    companies = tuple(companies)
+    best: dict[tuple[str, ...], _Candidate] = {}
+    for cand in _candidates(companies):
+        seen = best.get(cand.tokens)
+        if seen is None or cand.rank < seen.rank:
+            best[cand.tokens] = cand
+    by_first: dict[str, list[tuple[tuple[str, ...], Entry]]] = {}
+    for tokens in sorted(best, key=lambda t: (-len(t), t)):
+        by_first.setdefault(tokens[0], []).append((tokens, best[tokens].entry))
+    same = _same(companies)
+    primary = {c.symbol for c in companies}
+    return NameIndex(
+        by_first={k: tuple(v) for k, v in by_first.items()},
+        same=same,
+        known=frozenset(same),
+        bare=_bare(primary),
+        companies=len(primary),
+    )

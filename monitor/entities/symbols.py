@@ -1,0 +1,132 @@
+"""Ticker symbols written in a text, in Yahoo form: `$AAPL` cashtags, `(NASDAQ: GOOGL)`-style exchange
+prefixes, exchange-suffixed codes (SAP.DE, 0700.HK, 600519.SH, 7203.T) and bare upper-case tickers.
+
+Symbols keep the project's form: US share classes with a dot (BRK.B, as in monitor/windows/keys.py and
+companies.yaml), Yahoo's exchange suffixes for other markets, mainland China as `.SH` / `.SZ` (Yahoo's `.SS` is
+mapped to `.SH`), Hong Kong codes with four digits (0700.HK).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+# Yahoo suffixes accepted on a written code, with the markets whose codes are numbers.
+_SUFFIX_TEXT = "SH SS SZ HK DE F L T PA AS MC SW MI ST HE BR CO OL LS IR VI WA TO V AX KS KQ NS BO TW TWO SI JO SA MX"
+SUFFIXES = frozenset(_SUFFIX_TEXT.split(" "))
+_NUMERIC_SUFFIXES = frozenset(("SH", "SS", "SZ", "HK", "T", "KS", "KQ", "TW", "TWO"))
+_CLASS = re.compile(r"^([A-Z][A-Z0-9]{0,5})[.-]([A-Z])$")  # BRK-B / BRK.B: one letter is a share class
+_US_CODE = re.compile(r"^[A-Z][A-Z0-9]{0,5}(?:\.[A-Z])?$")
+
+# Exchange names as written before a colon, -> the Yahoo suffix ("" for US markets). "TSE" is Tokyo for a
+# numeric code and Toronto for letters; FRA/FWB (Frankfurt) share XETRA's codes for German shares.
+EXCHANGES: dict[str, str] = {
+    **dict.fromkeys(("NASDAQ", "NASDAQGS", "NASDAQGM", "NASDAQCM", "NYSE", "NYSE AMERICAN", "NYSE ARCA", "NYSE MKT",
+                     "NYSEARCA", "NYSEAMERICAN", "AMEX", "BATS", "CBOE", "OTC", "OTCMKTS", "OTCQX", "OTCQB"), ""),
+    **dict.fromkeys(("LSE", "LON", "LONDON"), ".L"),
+    **dict.fromkeys(("HKEX", "HKG", "SEHK", "HK", "HKSE"), ".HK"),
+    **dict.fromkeys(("SSE", "SHA", "SHSE"), ".SH"),
+    **dict.fromkeys(("SZSE", "SHE"), ".SZ"),
+    **dict.fromkeys(("XETRA", "ETR", "FRA", "FWB", "XETR"), ".DE"),
+    **dict.fromkeys(("TYO", "JPX", "TSE"), ".T"),
+    **dict.fromkeys(("TSX", "TSXV"), ".TO"),
+    **dict.fromkeys(("EPA", "EURONEXT PARIS", "ENXTPA"), ".PA"),
+    **dict.fromkeys(("AMS", "EURONEXT AMSTERDAM", "ENXTAM"), ".AS"),
+    **dict.fromkeys(("EBR", "EURONEXT BRUSSELS", "ENXTBR"), ".BR"),
+    **dict.fromkeys(("BIT", "MIL", "BORSA ITALIANA"), ".MI"),
+    **dict.fromkeys(("BME", "MCE"), ".MC"),
+    **dict.fromkeys(("SIX", "SWX", "VTX"), ".SW"),
+    **dict.fromkeys(("STO", "OMX", "NASDAQ STOCKHOLM"), ".ST"),
+    **dict.fromkeys(("HEL", "NASDAQ HELSINKI"), ".HE"),
+    **dict.fromkeys(("CPH", "NASDAQ COPENHAGEN"), ".CO"),
+    **dict.fromkeys(("OSL", "OSE"), ".OL"),
+    **dict.fromkeys(("ASX",), ".AX"),
+    **dict.fromkeys(("KRX", "KOSPI"), ".KS"),
+    **dict.fromkeys(("KOSDAQ",), ".KQ"),
+    **dict.fromkeys(("NSE",), ".NS"),
+    **dict.fromkeys(("BSE",), ".BO"),
+    **dict.fromkeys(("TWSE", "TPE"), ".TW"),
+    **dict.fromkeys(("SGX",), ".SI"),
+}
+_EXCHANGE_NAMES = "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in sorted(EXCHANGES, key=len, reverse=True))
+_CODE = r"[A-Z0-9][A-Z0-9]{0,5}(?:[.\-][A-Z]{1,2})?"
+# "(NASDAQ: GOOGL)", "NYSE:F", "HKEX: 700", "Euronext Paris: MC"; exchange names in any case, codes upper-case.
+EXCHANGE_MENTION = re.compile(rf"(?<![\w$])(?i:({_EXCHANGE_NAMES}))\s*:\s*({_CODE})(?![\w$])")
+CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:[.\-][A-Za-z]{1,3})?|\d{3,6}\.[A-Za-z]{1,3})(?![\w$])")
+SUFFIXED_CODE = re.compile(
+    rf"(?<![\w$.])(\d{{3,6}}|[A-Z][A-Z0-9]{{0,5}}(?:-[A-Z])?)\.({'|'.join(sorted(SUFFIXES, key=len, reverse=True))})"
+    r"(?![\w.]|\.\w)"
+)
+BARE_TICKER = re.compile(r"(?<![\w$.&'’-])[A-Z][A-Z0-9]{1,5}(?![\w&'’]|-\w|\.\w)")
+PAREN_TICKER = re.compile(r"\(([A-Z][A-Z0-9]{0,5}(?:\.[A-Z])?)\)")
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolMention:
+    """A symbol written in a text: which one, where, and how it was written (cashtag, exchange, code)."""
+
+    symbol: str
+    start: int
+    end: int
+    how: str
+
+
+def normalize_symbol(raw: str) -> str:
+    """Project form of a Yahoo-ish symbol: '$brk-b' -> 'BRK.B', '600519.SS' -> '600519.SH', '700.HK' ->
+    '0700.HK'; anything it does not recognise is only upper-cased (and stripped of '$')."""
+    sym = raw.strip().lstrip("$").upper()
+    head, dot, suffix = sym.rpartition(".")
+    if dot and suffix in SUFFIXES and head:
+        return with_suffix(head, "." + suffix)
+    cls = _CLASS.match(sym)
+    return f"{cls.group(1)}.{cls.group(2)}" if cls else sym
+
+
+def with_suffix(code: str, suffix: str) -> str:
+    """A market code plus a Yahoo suffix, in project form ('700', '.HK' -> '0700.HK'; 'BT.A', '.L' -> 'BT-A.L')."""
+    code = code.upper()
+    if suffix == ".SS":
+        suffix = ".SH"
+    if suffix == "":
+        cls = _CLASS.match(code)
+        return f"{cls.group(1)}.{cls.group(2)}" if cls else code
+    if suffix == ".HK" and code.isdigit():
+        code = code.lstrip("0").rjust(4, "0")
+    return code.replace(".", "-") + suffix
+
+
+def exchange_symbol(exchange: str, code: str) -> str | None:
+    """'(HKEX, 700)' -> '0700.HK'; None when the code cannot be on that market (letters on a numeric one)."""
+    name = " ".join(exchange.upper().split())
+    suffix = EXCHANGES[name]
+    if name == "TSE" and not code[0].isdigit():
+        suffix = ".TO"  # Toronto writes letters, Tokyo numbers
+    if (suffix.lstrip(".") in _NUMERIC_SUFFIXES) != code[0].isdigit():
+        return None  # "HKEX: AB" or "Six: 5G" is not a listing
+    return with_suffix(code, suffix)
+
+
+def is_us_symbol(symbol: str) -> bool:
+    """A US listing: no exchange suffix (a share class such as BRK.B is allowed)."""
+    return bool(_US_CODE.match(symbol))
+
+
+def explicit_symbols(text: str) -> Iterator[SymbolMention]:
+    """Cashtags, exchange-prefixed and exchange-suffixed codes in `text`, in order; overlapping ones once."""
+    found: list[SymbolMention] = []
+    for match in CASHTAG.finditer(text):
+        found.append(SymbolMention(normalize_symbol(match.group(1)), match.start(), match.end(), "cashtag"))
+    for match in EXCHANGE_MENTION.finditer(text):
+        symbol = exchange_symbol(match.group(1), match.group(2))
+        if symbol is not None:
+            found.append(SymbolMention(symbol, match.start(), match.end(), "exchange"))
+    for match in SUFFIXED_CODE.finditer(text):
+        suffix = match.group(2)
+        if match.group(1).isdigit() == (suffix in _NUMERIC_SUFFIXES):
+            found.append(SymbolMention(with_suffix(match.group(1), "." + suffix), match.start(), match.end(), "code"))
+    taken: list[tuple[int, int]] = []
+    for mention in sorted(found, key=lambda m: (m.start, -m.end)):
+        if all(mention.end <= a or mention.start >= b for a, b in taken):
+            taken.append((mention.start, mention.end))
+            yield mention
