@@ -66,6 +66,10 @@ class ScoredItem:
     src_offset: int = -1
     late: bool = False  # its source had delivered news more than the grace newer before it (monitor/core)
     source_time: datetime | None = None  # the newest event time its source had delivered before it
+    # Every ticker the entity linker found, symbol -> relevance 0-100 (monitor/entities); `item.tickers` are
+    # those at or above `entities.min_relevance`, most relevant first. None: scored before linking existed
+    # (its tickers are the feed's and cashtags; window keys then also read company names, monitor/windows/keys.py).
+    links: dict[str, int] | None = None
 
     @property
     def sentiment_score(self) -> float:
@@ -86,6 +90,7 @@ class ScoredItem:
             src_offset=self.src_offset,
             late=self.late,
             source_time=_iso(self.source_time) if self.source_time else None,
+            links=self.links,
         )
         return out
 
@@ -396,9 +401,19 @@ def _scored_from_wire(data: dict[str, Any]) -> ScoredItem:
             src_offset=int(data.get("src_offset", -1)),
             late=bool(data.get("late", False)),  # records written before source lateness: not late
             source_time=parse_time(data["source_time"], "source_time") if data.get("source_time") else None,
+            links=_links(data.get("links")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RecordError("invalid_field", f"scored record is incomplete: {exc!r}") from exc
+
+
+def _links(value: Any) -> dict[str, int] | None:
+    """symbol -> relevance of a scored record; None when the record predates entity linking."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"links must be an object of symbol -> relevance, not {type(value).__name__}")
+    return {str(symbol): max(0, min(100, int(rel))) for symbol, rel in value.items()}
 
 
 def decode_deadletter(payload: bytes) -> DeadLetter:

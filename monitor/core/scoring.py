@@ -1,7 +1,11 @@
 """One place that turns a raw item and the model's prediction into the `ScoredItem` every path uses.
 
-Live classify workers and the backtest both call `build_scored`, so what a scored item carries (tickers
-merged with the text's cashtags, the source-lateness verdict, where it came from) cannot drift apart.
+Live classify workers and the backtest both call `build_scored`, so what a scored item carries (its linked
+tickers and their relevance, the source-lateness verdict, where it came from) cannot drift apart.
+
+With a `Linker` (monitor/entities), `item.tickers` become the linked symbols at or above the linker's
+`min_relevance`, most relevant first, and `links` holds every linked symbol's relevance; without one (tests,
+callers that only score), the feed's tickers are merged with the text's cashtags as before linking existed.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from datetime import datetime
 from monitor.classify.base import Prediction
 from monitor.clock import from_micros
 from monitor.core.lateness import Verdict
+from monitor.entities import Linker
 from monitor.records import RawItem, ScoredItem, extract_cashtags
 
 
@@ -21,11 +26,25 @@ def with_cashtags(item: RawItem) -> RawItem:
     return item if tickers == item.tickers else replace(item, tickers=tickers)
 
 
+def linked(item: RawItem, linker: Linker) -> tuple[RawItem, dict[str, int]]:
+    """The item with its relevant linked tickers, and every link's relevance (symbol -> 0-100)."""
+    links = linker.link(item.title, item.body, item.tickers)
+    tickers = tuple(link.symbol for link in links if link.relevance >= linker.min_relevance)
+    return (item if tickers == item.tickers else replace(item, tickers=tickers)), {
+        link.symbol: link.relevance for link in links}
+
+
 def build_scored(item: RawItem, prediction: Prediction, model_version: str, scored_at: datetime, *,
-                 src_partition: int = -1, src_offset: int = -1, verdict: Verdict | None = None) -> ScoredItem:
+                 src_partition: int = -1, src_offset: int = -1, verdict: Verdict | None = None,
+                 linker: Linker | None = None) -> ScoredItem:
     """The scored record of `item` (see the module docstring)."""
+    links: dict[str, int] | None = None
+    if linker is not None:
+        item, links = linked(item, linker)
+    else:
+        item = with_cashtags(item)
     return ScoredItem(
-        item=with_cashtags(item),
+        item=item,
         topic=prediction.topic,
         topic_probs=prediction.topic_probs,
         sentiment=prediction.sentiment,
@@ -36,4 +55,5 @@ def build_scored(item: RawItem, prediction: Prediction, model_version: str, scor
         src_offset=src_offset,
         late=verdict.late if verdict is not None else False,
         source_time=from_micros(verdict.source_us) if verdict is not None and verdict.source_us is not None else None,
+        links=links,
     )

@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError, SQLA
 
 from monitor.errors import StoreError
 from monitor.records import DeadLetter, ScoredItem
+from monitor.store.migrate import add_missing_column
 from monitor.store.schema import dead_letters, metadata, scored_items
 from monitor.store.times import as_utc as as_utc  # re-exported: callers import it from here and from monitor.store
 
@@ -82,6 +83,7 @@ class Store:
             try:
                 metadata.create_all(self.engine)
                 heartbeats.add_missing_columns(self.engine)
+                add_missing_column(self.engine, scored_items, "links")
                 return
             except SQLAlchemyError as exc:
                 # Workers starting together race to create the same tables: the loser sees "already exists"
@@ -190,6 +192,7 @@ def _scored_row(item: ScoredItem, now: datetime) -> dict[str, Any]:
         "source": raw.source,
         "url": raw.url,
         "tickers": list(raw.tickers),
+        "links": item.links,
         "lang": raw.lang,
         "fetched_at": raw.fetched_at,
         "topic": item.topic,

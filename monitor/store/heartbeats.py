@@ -15,9 +15,9 @@ import socket
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Engine, Float, String, Table, inspect, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Engine, Float, String, Table, select
 
+from monitor.store.migrate import add_missing_column
 from monitor.store.schema import metadata
 from monitor.store.times import as_utc
 
@@ -42,19 +42,7 @@ stage_heartbeats = Table(
 
 def add_missing_columns(engine: Engine) -> None:
     """Add the columns this table gained after a store was created (create_all only creates missing tables)."""
-    if "lag" in _columns(engine):
-        return
-    column_type = stage_heartbeats.c.lag.type.compile(dialect=engine.dialect)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"ALTER TABLE stage_heartbeats ADD COLUMN lag {column_type}")
-    except SQLAlchemyError:
-        if "lag" not in _columns(engine):  # else another worker starting at the same time added it first
-            raise
-
-
-def _columns(engine: Engine) -> set[str]:
-    return {column["name"] for column in inspect(engine).get_columns("stage_heartbeats")}
+    add_missing_column(engine, stage_heartbeats, "lag")
 
 
 def worker_id() -> str:

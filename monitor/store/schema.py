@@ -33,6 +33,7 @@ scored_items = Table(
     Column("source", String(512), nullable=False, default=""),
     Column("url", Text, nullable=False, default=""),
     Column("tickers", JSON, nullable=False),
+    Column("links", JSON),  # symbol -> relevance 0-100 (monitor/entities); null: scored before linking
     Column("lang", String(16)),
     Column("fetched_at", _TS),
     Column("topic", String(128), nullable=False),

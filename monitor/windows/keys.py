@@ -1,8 +1,10 @@
 """Window keys of a scored item: `market`, `topic:<topic name>` and one `ticker:<SYMBOL>` per ticker.
 
-Tickers come from the item's `tickers` field, `$CASHTAGS` in its text, and a company-name dictionary
-(`monitor/data/companies.yaml`, extended by `windows.companies` and `windows.companies_file`). Company
-names match case-sensitively on word boundaries ("Apple" the company, not "apple" the fruit).
+Items scored with entity linking (`ScoredItem.links` set, monitor/entities) count for the tickers they were
+linked to at or above `entities.min_relevance`, which is their `tickers` field. Items scored before linking
+existed fall back to what was used then: the `tickers` field, `$CASHTAGS` in the text, and a company-name
+dictionary (`monitor/data/companies.yaml`, extended by `windows.companies` and `windows.companies_file`),
+names matching case-sensitively on word boundaries.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ class KeyExtractor:
         self._pattern = re.compile(rf"(?<!\w)(?:{alternation})(?!\w)") if names else None
 
     def tickers(self, scored: ScoredItem) -> tuple[str, ...]:
+        if scored.links is not None:  # linked at scoring time (monitor/entities): its tickers are the relevant ones
+            return scored.item.tickers
         item = scored.item
         found: dict[str, None] = dict.fromkeys(item.tickers)
         found.update(dict.fromkeys(extract_cashtags(item.text)))

@@ -21,6 +21,7 @@ from monitor.clock import INSTANT, to_micros
 from monitor.config import Settings
 from monitor.core.lateness import replay_verdicts
 from monitor.core.scoring import build_scored
+from monitor.entities import Linker
 from monitor.records import RawItem, ScoredItem
 from monitor.sources.files import ColumnMap
 from monitor.store import Store
@@ -101,8 +102,9 @@ def score_items(cfg: BacktestConfig, settings: Settings, items: list[RawItem], s
     grace_us = settings.windows.grace // INSTANT
     sources = replay_verdicts([item.id.encode("utf-8") for item in items],
                               [to_micros(item.published_at) for item in items], settings.kafka.partitions, grace_us)
+    linker = Linker.from_settings(settings)  # the same tickers and relevance as live classify
     return [build_scored(item, p, scorer.version, item.published_at, src_partition=part, src_offset=offset,
-                         verdict=verdict)
+                         verdict=verdict, linker=linker)
             for item, p, (part, offset, verdict) in zip(items, predictions, sources, strict=True)]
 
 
