@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -178,6 +178,30 @@ class OutboxSettings(BaseModel):
     read_timeout_s: float = Field(30.0, gt=0, description="Longest a check may spend reading the topic back.")
 
 
+class StorySettings(BaseModel):
+    """Stories and novelty (monitor/stories): near-duplicates and copies of one story share a story id."""
+
+    model_config = _FROZEN
+    threshold: float = Field(0.5, gt=0, le=1, description="Estimated Jaccard similarity (word unigrams and "
+                             "bigrams) at or above which an item joins a story.")
+    num_perm: int = Field(64, ge=8, le=1024, description="MinHash permutations per signature.")
+    bands: int = Field(16, ge=1, description="LSH bands; num_perm must be a multiple of it.")
+    seed: int = Field(1, description="Seed of the MinHash permutations: every worker must use the same one.")
+    window_hours: float = Field(24.0, gt=0, description="Novelty counts a story's earlier items within this "
+                                "much event time; a story silent for longer is closed (a copy starts a new one).")
+    decay: float = Field(0.75, gt=0, lt=1, description="Novelty = round(100 * decay ** earlier copies in window).")
+    prune_hours: float = Field(48.0, gt=0, description="LSH entries of stories not seen for this much event time "
+                               "(behind the newest item) are deleted; keep it >= window_hours + the lateness "
+                               "you expect.")
+    prune_every_hours: float = Field(1.0, gt=0, description="Prune once per this much event-time progress.")
+
+    @model_validator(mode="after")
+    def _check_bands(self) -> StorySettings:
+        if self.num_perm % self.bands:
+            raise ValueError(f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole finmon configuration."""
 
@@ -196,6 +220,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     entities: EntitySettings = Field(default_factory=EntitySettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    stories: StorySettings = Field(default_factory=StorySettings)
 
     @classmethod
     def settings_customise_sources(

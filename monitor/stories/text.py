@@ -1,0 +1,81 @@
+"""Text normalisation and shingling for near-duplicate detection (pure: no I/O).
+
+What two copies of one story differ in, and is therefore removed before comparing them:
+
+- a retweet's `RT @user:` prefix (also chained, `RT @a: RT @b:`), other @mentions and `via @user`;
+- URLs: every copy carries its own shortened link (t.co), and truncated retweets end in a cut `http…`;
+- the word cut by a truncation ellipsis at the end of a retweet (`#GROUPONM…`): dropped with the ellipsis;
+- case, Unicode compatibility forms (NFKC), punctuation and the `$`/`#` sigils: `$AAPL`, `#AAPL` and `AAPL`
+  are the same word, so a wire headline with a cashtag matches a syndicated copy without one.
+
+What is kept, because it tells distinct stories apart:
+
+- every word, stop words too (headlines are short: dropping words makes unrelated headlines collide);
+- numbers, with their decimal point and without thousands separators (`1,200` -> `1200`, `2.5` stays
+  `2.5`): "raises guidance to $2.10" and "cuts guidance to $1.80" are different stories;
+- ticker words; the cashtags are also returned apart (`Normalized.tickers`), because templated posts
+  ("$CSCO received a new alert ...", "$MSFT received a new alert ...") differ in nothing else and are not
+  one story: monitor/stories/book.py never joins two texts whose cashtags are disjoint.
+
+Shingles are word unigrams and bigrams (see the package docstring for the measurements behind the choice),
+as stable 32-bit hashes (zlib.crc32: the same in every process and Python version, unlike `hash()`). A text
+of fewer than MIN_WORDS words is one shingle, the whole text: two words in common are no evidence of one
+story ("WEST SIDE" vs "WEST MIAMI"), so such texts join only an identical text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_CHARS = 2000  # only the start of a long body is compared: cost bounded, a copy's head is its identity
+MIN_WORDS = 4  # shorter texts are compared whole: they join only an identical text
+
+_RT = re.compile(r"^(?:\s*rt\s*@\w+\s*:?\s*)+", re.IGNORECASE)
+_URL = re.compile(r"(?:https?://|www\.)\S*", re.IGNORECASE)
+_MENTION = re.compile(r"(?<!\w)(?:via\s+)?@\w+", re.IGNORECASE)
+_TRUNCATED_TAIL = re.compile(r"\S*…\s*$")
+_CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:[.-][A-Za-z]{1,2})?)(?![\w])")
+_NUMBER_SEP = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_TOKEN = re.compile(r"\d+(?:\.\d+)*|[^\W_]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """A text reduced to what copies of one story share: its words, and which of them are tickers."""
+
+    words: tuple[str, ...]
+    tickers: tuple[str, ...]
+
+
+def normalize(text: str, max_chars: int = MAX_CHARS) -> Normalized:
+    """Words of `text` with the copy-specific parts removed (see the module docstring)."""
+    text = _TRUNCATED_TAIL.sub("", text[: max_chars * 2])  # before NFKC, which turns "…" into "..."
+    text = unicodedata.normalize("NFKC", text)[:max_chars]
+    text = _RT.sub("", text)
+    text = _URL.sub(" ", text)
+    text = _MENTION.sub(" ", text)
+    tickers = tuple(dict.fromkeys(m.group(1).casefold().replace("-", ".") for m in _CASHTAG.finditer(text)))
+    text = _NUMBER_SEP.sub("", text).casefold()
+    return Normalized(tuple(_TOKEN.findall(text)), tickers)
+
+
+def shingle_texts(norm: Normalized) -> list[str]:
+    """The shingles of a normalised text, as strings (for tests and inspection)."""
+    words = norm.words
+    if len(words) < MIN_WORDS:
+        return ["=" + " ".join(words)] if words else []
+    out = list(dict.fromkeys(words))
+    out += list(dict.fromkeys(f"{a} {b}" for a, b in itertools.pairwise(words)))
+    return out
+
+
+def shingle_hashes(norm: Normalized) -> np.ndarray:
+    """The distinct shingles of a normalised text as stable uint32 hashes (empty for a text with no words)."""
+    hashes = {zlib.crc32(s.encode("utf-8")) for s in shingle_texts(norm)}
+    return np.fromiter(hashes, dtype=np.uint64, count=len(hashes))
