@@ -235,3 +235,69 @@ alert_progress = Table(
     Column("stream", String(256), primary_key=True),
     Column("tick", _TS, nullable=False),
 )
+
+# --- Stories and novelty (monitor/stories). Column meanings: monitor/stories/index.py. ---
+
+stories = Table(
+    "stories",
+    metadata,
+    Column("story_id", String(32), primary_key=True),
+    Column("first_seen", _TS, nullable=False),
+    Column("last_seen", _TS, nullable=False),
+    Column("n_items", BigInteger, nullable=False),
+    Column("n_sources", Integer, nullable=False),
+    Column("headline", Text, nullable=False),
+    Column("first_item_id", String(256), nullable=False),
+    Index("ix_stories_first_seen", "first_seen"),
+)
+
+story_items = Table(
+    "story_items",
+    metadata,
+    Column("item_id", String(256), primary_key=True),
+    Column("story_id", String(32), nullable=False),
+    Column("published_at", _TS, nullable=False),
+    Column("novelty", Integer, nullable=False),
+    Column("source", String(512), nullable=False),
+    Column("assigned_at", _TS, nullable=False),
+    Index("ix_story_items_story_published", "story_id", "published_at"),
+)
+
+story_sources = Table(
+    "story_sources",
+    metadata,
+    Column("story_id", String(32), primary_key=True),
+    Column("source", String(512), primary_key=True),
+)
+
+story_bands = Table(
+    "story_bands",
+    metadata,
+    Column("hash", BigInteger, primary_key=True),
+    Column("band", Integer, primary_key=True),
+    Column("story_id", String(32), primary_key=True),
+    Column("exemplar_id", String(256), nullable=False),
+    Column("last_seen", _TS, nullable=False),
+    Index("ix_story_bands_last_seen", "last_seen"),
+    Index("ix_story_bands_exemplar", "exemplar_id"),
+)
+
+story_exemplars = Table(
+    "story_exemplars",
+    metadata,
+    Column("item_id", String(256), primary_key=True),
+    Column("story_id", String(32), nullable=False),
+    Column("published_at", _TS, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("tickers", Text, nullable=False),
+)
+
+story_progress = Table(
+    "story_progress",
+    metadata,
+    # One row (id 1): the newest event time assigned and the watermark of the last prune. Every assignment
+    # transaction upserts it first, which serialises them (see monitor/stories/index.py).
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("watermark", _TS, nullable=False),
+    Column("pruned_at", _TS),
+)
