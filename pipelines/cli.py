@@ -36,6 +36,7 @@ LAZY_BENCH = {
     "classifier": "benchmarks.bench_classifier:command",
     "pipeline": "benchmarks.bench_pipeline:command",
     "linking": "benchmarks.bench_linking:command",
+    "stories": "benchmarks.bench_stories:command",
 }
 
 
@@ -251,7 +252,7 @@ def alerts_ack(settings: Settings, alert_id: int | None, rule: str | None, key: 
 
 @cli.group(cls=LazyGroup, lazy=LAZY_BENCH)
 def bench() -> None:
-    """Benchmarks that print numbers (classifier, pipeline, linking)."""
+    """Benchmarks that print numbers (classifier, pipeline, linking, stories)."""
 
 
 def main(argv: list[str] | None = None) -> None:

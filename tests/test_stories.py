@@ -17,7 +17,7 @@ import pytest
 from monitor.config import StorySettings, load_settings
 from monitor.errors import ConfigError
 from monitor.stories import MemoryStories, StoryInput, novelty
-from monitor.stories.book import fingerprints
+from monitor.stories.book import fingerprints, ticker_roots
 from monitor.stories.minhash import MinHasher, jaccard
 from monitor.stories.novelty import earlier_in_window
 from monitor.stories.text import normalize, shingle_texts
@@ -47,8 +47,9 @@ NORTHWIND_OTHERS = [
 ]
 
 
-def item(item_id: str, text: str, minutes: float = 0.0, source: str = "wire") -> StoryInput:
-    return StoryInput(item_id, text, source, T0 + timedelta(minutes=minutes))
+def item(item_id: str, text: str, minutes: float = 0.0, source: str = "wire",
+         tickers: tuple[str, ...] = ()) -> StoryInput:
+    return StoryInput(item_id, text, source, T0 + timedelta(minutes=minutes), tickers)
 
 
 def test_normalize_removes_what_copies_differ_in() -> None:
@@ -149,6 +150,29 @@ def test_templated_posts_about_different_tickers_stay_apart() -> None:
                           for i, sym in enumerate(["NWND", "QMED", "VSPR", "NWND"])])
     assert len({got[0].story_id, got[1].story_id, got[2].story_id}) == 3
     assert got[3].story_id == got[0].story_id  # the same ticker's post again is a copy
+
+
+def test_templated_headlines_about_different_companies_stay_apart_by_their_tickers() -> None:
+    """Without tickers, "<Company> raises full-year guidance on strong demand" for two companies is 0.55
+    similar (one story); the items' own tickers (feed fields, entity linking) tell them apart."""
+    template = "{} raises full-year guidance on strong demand"
+    names = [("Halcyon Motors", "HALC"), ("Vesper Foods", "VSPR"), ("Octave Semiconductors", "OCTV.O")]
+    tagged = MemoryStories(CFG).assign([item(f"g{i}", template.format(n), i, tickers=(s,))
+                                        for i, (n, s) in enumerate(names)])
+    assert len({a.story_id for a in tagged}) == 3
+    untagged = MemoryStories(CFG).assign([item(f"g{i}", template.format(n), i) for i, (n, _) in enumerate(names)])
+    assert len({a.story_id for a in untagged}) == 1  # the limit of text alone (documented)
+    # A copy tagged by one source and not by another, or with another form of the symbol, still joins.
+    copies = MemoryStories(CFG).assign([
+        item("c1", template.format("Octave Semiconductors"), 0, "Market Wire", ("OCTV",)),
+        item("c2", template.format("Octave Semiconductors") + " - Daily Ledger", 1, "Daily Ledger"),
+        item("c3", "RT @chipdesk: " + template.format("Octave Semiconductors"), 2, "twitter", ("octv.o", "$NVX")),
+    ])
+    assert len({a.story_id for a in copies}) == 1
+
+
+def test_ticker_roots() -> None:
+    assert ticker_roots(["$AAPL", "BRK-B", "brk.a", "SAP.DE", " ", "0700.HK"]) == {"aapl", "brk", "sap", "0700"}
 
 
 def test_novelty_decays_within_the_window_and_a_story_resurfaces_fresh() -> None:

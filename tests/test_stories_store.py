@@ -51,7 +51,9 @@ def feed(days: int = 4, seed: int = 5) -> list[StoryInput]:
     for i in range(160):
         base = rng.choice(texts)
         text = rng.choice([base, f"RT @desk{i % 7}: {base} https://t.co/{i}", f"{base} - {rng.choice(sources)}"])
-        out.append(item(f"f{i}", text, rng.uniform(0, days * 24 * 60), rng.choice(sources)))
+        tickers = rng.choice([(), (), ("NWND",), ("NWND", "QMED"), ("QMED",)])  # some vetoes, through the store
+        out.append(StoryInput(f"f{i}", text, rng.choice(sources), T0 + timedelta(minutes=rng.uniform(0, days * 1440)),
+                              tickers))
     out.sort(key=lambda x: (x.published_at, x.item_id))
     return out
 

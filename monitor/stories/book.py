@@ -9,8 +9,12 @@ state in memory (benchmarks, and the reference the store-backed index is tested 
 
 An item joins the story of the most similar exemplar among those sharing an LSH band with it, if
 - the estimated Jaccard similarity reaches the threshold,
-- their tickers (cashtags) are not disjoint: both naming tickers, with none in common, vetoes the match
-  (templated posts such as "$CSCO received a new alert" and "$MSFT received a new alert" differ only there),
+- their tickers are not disjoint: both naming tickers, with none in common, vetoes the match. An item's
+  tickers are its cashtags plus the tickers it arrives with (`StoryInput.tickers`: feed fields, entity
+  linking), compared by root symbol (`BRK.B` -> `brk`, `SAP.DE` -> `sap`). Templated headlines differ only
+  there: "$CSCO received a new alert" and "$MSFT received a new alert", "Halcyon Motors raises full-year
+  guidance on strong demand" and "Vesper Foods raises ..." (Jaccard 0.55) are not one story. The cost: a
+  story that two sources tag with different single companies (one [PFE], the other [AZN]) splits in two.
 - and the story is live: it has an item within the window (24 h) of the item's event time. A story silent for
   longer is closed; a copy that resurfaces later starts a new story, with novelty 100.
 Ties go to the smaller story id, so the outcome never depends on dict or database order. Otherwise the item
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -36,12 +40,14 @@ HEADLINE_CHARS = 300
 
 @dataclass(frozen=True, slots=True)
 class StoryInput:
-    """What story assignment reads of an item. `text` is the title, then the body if any (RawItem.text)."""
+    """What story assignment reads of an item. `text` is the title, then the body if any (RawItem.text);
+    `tickers` are the symbols the item is about (RawItem.tickers or linked ones; cashtags are found anyway)."""
 
     item_id: str
     text: str
     source: str
     published_at: datetime  # tz-aware UTC: the event time
+    tickers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +61,7 @@ class StoryAssignment:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Fingerprint:
-    """An item's MinHash signature, its LSH band hashes and its tickers (cashtags)."""
+    """An item's MinHash signature, its LSH band hashes and its tickers (root symbols, casefolded)."""
 
     signature: np.ndarray
     bands: tuple[int, ...]
@@ -101,15 +107,28 @@ def first_copies(items: Iterable[StoryInput]) -> list[StoryInput]:
     return list(seen.values())
 
 
-def fingerprints(hasher: MinHasher, texts: Iterable[str]) -> list[Fingerprint]:
-    """Fingerprints of many texts (signatures and band hashes computed in vectorised passes). A text with
-    no words has no bands: it is never a candidate of anything and starts its own story."""
+def ticker_roots(symbols: Iterable[str]) -> frozenset[str]:
+    """Symbols as the veto compares them: casefolded, without `$` and without a class or exchange suffix."""
+    return frozenset(root for s in symbols if (root := s.strip().lstrip("$").casefold().replace("-", ".")
+                                               .split(".", 1)[0]))
+
+
+def fingerprints(hasher: MinHasher, texts: Sequence[str],
+                 tickers: Sequence[Iterable[str]] | None = None) -> list[Fingerprint]:
+    """Fingerprints of many texts (signatures and band hashes computed in vectorised passes); `tickers`:
+    each text's own symbols, joined with its cashtags. A text with no words has no bands: it is never a
+    candidate of anything and starts its own story."""
     norms = [normalize(t) for t in texts]
     sets = [shingle_hashes(n) for n in norms]
     sigs = hasher.signatures(sets)
     bands = hasher.band_matrix(sigs).tolist()
-    return [Fingerprint(sig, tuple(b) if len(h) else (), frozenset(n.tickers))
-            for sig, b, h, n in zip(sigs, bands, sets, norms, strict=True)]
+    extra = tickers if tickers is not None else [()] * len(texts)
+    return [Fingerprint(sig, tuple(b) if len(h) else (), ticker_roots([*n.tickers, *own]))
+            for sig, b, h, n, own in zip(sigs, bands, sets, norms, extra, strict=True)]
+
+
+def fingerprint_items(hasher: MinHasher, items: Sequence[StoryInput]) -> list[Fingerprint]:
+    return fingerprints(hasher, [item.text for item in items], [item.tickers for item in items])
 
 
 @dataclass

@@ -60,7 +60,7 @@ from monitor.stories.book import (
     StoryAssignment,
     StoryBook,
     StoryInput,
-    fingerprints,
+    fingerprint_items,
     first_copies,
     headline_of,
 )
@@ -84,7 +84,7 @@ class StoryIndex:
         if not items:
             return []
         firsts = [replace(item, published_at=ensure_utc(item.published_at)) for item in first_copies(items)]
-        fps = fingerprints(self.hasher, [item.text for item in firsts])  # before the lock: pure CPU
+        fps = fingerprint_items(self.hasher, firsts)  # before the lock: pure CPU
         with self.store.engine.begin() as conn:
             done = self._assign(conn, firsts, fps, now or datetime.now(UTC))
         return [done[item.item_id] for item in items]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from monitor.clock import to_micros
 from monitor.config import StorySettings
-from monitor.stories.book import StoryAssignment, StoryBook, StoryInput, fingerprints, first_copies
+from monitor.stories.book import StoryAssignment, StoryBook, StoryInput, fingerprint_items, first_copies
 from monitor.stories.minhash import MinHasher
 
 HOUR_US = 3_600_000_000
@@ -57,7 +57,7 @@ class MemoryStories:
     def assign(self, items: Sequence[StoryInput]) -> list[StoryAssignment]:
         """Assignments of `items`, in order; an id assigned before gets its first assignment back."""
         fresh = [item for item in first_copies(items) if item.item_id not in self.assigned]
-        for item, fp in zip(fresh, fingerprints(self.hasher, [i.text for i in fresh]), strict=True):
+        for item, fp in zip(fresh, fingerprint_items(self.hasher, fresh), strict=True):
             self.assigned[item.item_id] = self.book.assign(item.item_id, fp, to_micros(item.published_at)).assignment
         if fresh:
             latest = max(to_micros(i.published_at) for i in fresh)

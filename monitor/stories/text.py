@@ -15,7 +15,7 @@ What is kept, because it tells distinct stories apart:
   `2.5`): "raises guidance to $2.10" and "cuts guidance to $1.80" are different stories;
 - ticker words; the cashtags are also returned apart (`Normalized.tickers`), because templated posts
   ("$CSCO received a new alert ...", "$MSFT received a new alert ...") differ in nothing else and are not
-  one story: monitor/stories/book.py never joins two texts whose cashtags are disjoint.
+  one story: monitor/stories/book.py never joins two items whose tickers are disjoint.
 
 Shingles are word unigrams and bigrams (see the package docstring for the measurements behind the choice),
 as stable 32-bit hashes (zlib.crc32: the same in every process and Python version, unlike `hash()`). A text
