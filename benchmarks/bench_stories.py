@@ -39,9 +39,11 @@ from typing import Any
 import click
 import numpy as np
 import pandas as pd
+from sqlalchemy import delete
 
 from monitor.config import StorySettings
 from monitor.store import Store
+from monitor.store.schema import stories, story_bands, story_exemplars, story_items, story_progress, story_sources
 from monitor.stories import MemoryStories, StoryInput
 from monitor.stories.book import fingerprint_items
 from monitor.stories.index import StoryIndex
@@ -50,6 +52,7 @@ from monitor.stories.memory import make_hasher
 REPO = Path(__file__).resolve().parent.parent
 STOCKNET = REPO.parent / "shared/data/backtest/tweets"
 DEMO_FEED = REPO / "monitor/data/demo_feed.jsonl"
+STORY_TABLES = (stories, story_items, story_sources, story_bands, story_exemplars, story_progress)
 
 
 def demo_feed() -> tuple[pd.DataFrame, list[StoryInput]]:
@@ -112,6 +115,7 @@ def run_feed(name: str, rows: pd.DataFrame, items: list[StoryInput], cfg: StoryS
     if store_url is not None:
         store = Store(store_url)
         store.create_schema()
+        _empty_story_tables(store)
         stored, t_idx, per_batch = timed(StoryIndex(store, cfg).assign, items, batch)
         store.dispose()
         if stored != assigned:
@@ -125,6 +129,13 @@ def run_feed(name: str, rows: pd.DataFrame, items: list[StoryInput], cfg: StoryS
     out["mean_novelty"] = round(float(np.mean([a.novelty for a in assigned])), 1)
     out["below_100"] = round(float(np.mean([a.novelty < 100 for a in assigned])), 3)
     return out
+
+
+def _empty_story_tables(store: Store) -> None:
+    """Each feed starts from empty story tables (a --store-url is a scratch database)."""
+    with store.engine.begin() as conn:
+        for table in STORY_TABLES:
+            conn.execute(delete(table))
 
 
 def same_story_pairs(story_ids: Sequence[Any]) -> set[tuple[int, int]]:
@@ -217,7 +228,9 @@ def render(result: dict[str, Any]) -> str:
 @click.option("--rows", type=int, default=20_000, show_default=True, help="StockNet rows (0: skip StockNet).")
 @click.option("--full", is_flag=True, help="Also all StockNet rows, in memory only.")
 @click.option("--batch", type=int, default=256, show_default=True, help="Items per assign() call.")
-@click.option("--store-url", default=None, help="Store for the StoryIndex runs (default: SQLite in a temp dir).")
+@click.option("--store-url", default=None,
+              help="Scratch store for the StoryIndex runs: its story tables are emptied before each feed "
+                   "(default: SQLite in a temp dir).")
 @click.option("--embedding", type=int, default=0, help="Compare with embedding clustering on this many items.")
 @click.option("--embedding-start", type=int, default=60_000, show_default=True, help="First StockNet item.")
 @click.option("--cosine", type=float, multiple=True, default=(0.97, 0.95, 0.9), show_default=True)

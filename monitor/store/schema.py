@@ -277,9 +277,7 @@ story_bands = Table(
     Column("band", Integer, primary_key=True),
     Column("story_id", String(32), primary_key=True),
     Column("exemplar_id", String(256), nullable=False),
-    Column("last_seen", _TS, nullable=False),
-    Index("ix_story_bands_last_seen", "last_seen"),
-    Index("ix_story_bands_exemplar", "exemplar_id"),
+    Column("last_seen", _TS, nullable=False),  # no index: pruning scans (bounded) and writes stay cheap
 )
 
 story_exemplars = Table(

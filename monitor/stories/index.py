@@ -39,12 +39,13 @@ Fed the same batches, this returns exactly what `MemoryStories` (monitor/stories
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, select, update
+from sqlalchemy import Connection, and_, any_, bindparam, cast, delete, exists, func, literal_column, select, update
+from sqlalchemy.dialects import postgresql
 
 from monitor.clock import ensure_utc, from_micros, to_micros
 from monitor.config import StorySettings
@@ -153,12 +154,35 @@ def _least(conn: Connection, a: Any, b: Any) -> Any:
 
 
 def _rows(conn: Connection, query: Any, column: Any, values: Iterable[Any]) -> list[Any]:
-    """`query` restricted to `column IN values`, in chunks."""
+    """`query` restricted to `column IN values`: one array parameter on PostgreSQL (`= ANY`), chunks of
+    IN lists on SQLite."""
     values = sorted(values)
+    if not values:
+        return []
+    if conn.dialect.name == "postgresql":
+        array = bindparam("values", values, type_=postgresql.ARRAY(column.type))
+        return list(conn.execute(query.where(column == any_(array))).all())
     out: list[Any] = []
     for i in range(0, len(values), _CHUNK):
         out.extend(conn.execute(query.where(column.in_(values[i : i + _CHUNK]))).all())
     return out
+
+
+def _insert_rows(conn: Connection, table: Any, rows: list[dict[str, Any]],
+                 on_conflict: Callable[[Any], Any] = lambda stmt: stmt) -> None:
+    """INSERT many rows (all with the same keys), `on_conflict` applied to the statement. On PostgreSQL
+    as one statement over `unnest` of one array per column, which is ~10x faster than psycopg's
+    row-by-row executemany; on SQLite as an executemany."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(on_conflict(insert_stmt(conn, table)), rows)
+        return
+    names = list(rows[0])
+    arrays = [cast(bindparam(f"a_{name}", [row[name] for row in rows], type_=postgresql.ARRAY(table.c[name].type)),
+                   postgresql.ARRAY(table.c[name].type)) for name in names]
+    source: Any = select(literal_column("*")).select_from(func.unnest(*arrays))
+    conn.execute(on_conflict(postgresql.insert(table).from_select(names, source)))
 
 
 def _known(conn: Connection, ids: list[str]) -> dict[str, StoryAssignment]:
@@ -168,7 +192,7 @@ def _known(conn: Connection, ids: list[str]) -> dict[str, StoryAssignment]:
 
 
 def _write(conn: Connection, decided: list[tuple[StoryInput, Fingerprint, Decision]], now: datetime) -> None:
-    conn.execute(insert_stmt(conn, story_items), [
+    _insert_rows(conn, story_items, [
         {"item_id": item.item_id, "story_id": d.assignment.story_id, "published_at": item.published_at,
          "novelty": d.assignment.novelty, "source": item.source, "assigned_at": now} for item, _, d in decided])
     _write_stories(conn, decided)
@@ -176,8 +200,7 @@ def _write(conn: Connection, decided: list[tuple[StoryInput, Fingerprint, Decisi
     exemplars = [{"item_id": item.item_id, "story_id": d.assignment.story_id, "published_at": item.published_at,
                   "signature": to_bytes(fp.signature), "tickers": " ".join(sorted(fp.tickers))}
                  for item, fp, d in decided if d.new_buckets]
-    if exemplars:
-        conn.execute(insert_stmt(conn, story_exemplars), exemplars)
+    _insert_rows(conn, story_exemplars, exemplars)
 
 
 def _write_stories(conn: Connection, decided: list[tuple[StoryInput, Fingerprint, Decision]]) -> None:
@@ -220,11 +243,9 @@ def _write_buckets(conn: Connection, decided: list[tuple[StoryInput, Fingerprint
             row["last_seen"] = max(row["last_seen"], item.published_at)
     if not rows:
         return
-    stmt = insert_stmt(conn, story_bands)
-    conn.execute(stmt.on_conflict_do_update(
+    _insert_rows(conn, story_bands, [rows[k] for k in sorted(rows)], lambda stmt: stmt.on_conflict_do_update(
         index_elements=["hash", "band", "story_id"],
-        set_={"last_seen": _greatest(conn, story_bands.c.last_seen, stmt.excluded.last_seen)}),
-        [rows[k] for k in sorted(rows)])
+        set_={"last_seen": _greatest(conn, story_bands.c.last_seen, stmt.excluded.last_seen)}))
 
 
 def _prune(conn: Connection, cutoff: datetime, watermark: datetime) -> None:
