@@ -251,6 +251,11 @@ def _write_buckets(conn: Connection, decided: list[tuple[StoryInput, Fingerprint
 def _prune(conn: Connection, cutoff: datetime, watermark: datetime) -> None:
     """Drop buckets last seen before `cutoff` and the exemplars no bucket uses any more."""
     conn.execute(delete(story_bands).where(story_bands.c.last_seen < cutoff))
-    used = exists().where(story_bands.c.exemplar_id == story_exemplars.c.item_id)
-    conn.execute(delete(story_exemplars).where(and_(story_exemplars.c.published_at < cutoff, ~used)))
+    # Anti-joins that stay linear without an index on exemplar_id: PostgreSQL hashes NOT EXISTS, SQLite
+    # builds a temporary index for NOT IN (it would rescan story_bands per exemplar for NOT EXISTS).
+    if conn.dialect.name == "postgresql":
+        unused = ~exists().where(story_bands.c.exemplar_id == story_exemplars.c.item_id)
+    else:
+        unused = story_exemplars.c.item_id.not_in(select(story_bands.c.exemplar_id))
+    conn.execute(delete(story_exemplars).where(and_(story_exemplars.c.published_at < cutoff, unused)))
     conn.execute(update(story_progress).where(story_progress.c.id == _PROGRESS_ID).values(pruned_at=watermark))
