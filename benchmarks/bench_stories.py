@@ -7,7 +7,8 @@ Items carry their tickers (the demo feed's `tickers`, the StockNet rows' `ticker
 classify stage will pass them. Reported:
 
 * cost per item: fingerprints alone (normalise, shingle, MinHash, bands), the in-memory assignment
-  (`MemoryStories`) and the store-backed `StoryIndex` on SQLite (or --store-url), in batches of `--batch`;
+  (`MemoryStories`) and the store-backed `StoryIndex` on SQLite (or --store-url), in batches of `--batch`
+  (and datasketch's MinHash on the same shingles, if that package is installed);
   for the index also the time per batch inside its transaction (what concurrent workers wait for);
 * stories: how many, the largest (in rows and in items), the share of rows in stories of 5+ rows, the share
   of items that joined an earlier item's story, the mean novelty; next to the same counts for exact text
@@ -92,6 +93,22 @@ def timed(fn: Any, items: Sequence[StoryInput], batch: int) -> tuple[list[Any], 
     return out, time.perf_counter() - started, per_batch
 
 
+def datasketch_us(items: Sequence[StoryInput], cfg: StorySettings, n: int = 3000) -> float | None:
+    """datasketch's MinHash per signature on the same shingles, when the package is installed (it is not a
+    dependency: the numpy implementation was chosen over it)."""
+    try:
+        from datasketch import MinHash
+    except ImportError:
+        return None
+    from monitor.stories.text import normalize, shingle_texts
+
+    shingles = [[s.encode() for s in shingle_texts(normalize(i.text))] for i in items[:n]]
+    started = time.perf_counter()
+    for one in shingles:
+        MinHash(num_perm=cfg.num_perm, seed=cfg.seed).update_batch(one)
+    return 1e6 * (time.perf_counter() - started) / max(1, len(shingles))
+
+
 def cluster_stats(rows: pd.DataFrame, story_of: dict[str, str]) -> dict[str, Any]:
     """Stories over the rows (an item listed under several tickers is several rows) and over the items."""
     by_row = rows["item_id"].map(story_of)
@@ -111,7 +128,7 @@ def run_feed(name: str, rows: pd.DataFrame, items: list[StoryInput], cfg: StoryS
     memory = MemoryStories(cfg)
     assigned, t_mem, _ = timed(memory.assign, items, batch)
     out: dict[str, Any] = {"feed": name, "items": len(items), "fingerprint_us": 1e6 * t_fp / len(items),
-                           "memory_us": 1e6 * t_mem / len(items)}
+                           "memory_us": 1e6 * t_mem / len(items), "datasketch_us": datasketch_us(items, cfg)}
     if store_url is not None:
         store = Store(store_url)
         store.create_schema()
@@ -211,6 +228,8 @@ def render(result: dict[str, Any]) -> str:
         if "store" in feed:
             line += (f"  {feed['store']} store {feed['store_us']:.0f} us/item "
                      f"({feed['txn_ms_per_batch']:.1f} ms per batch in the transaction)")
+        if feed["datasketch_us"] is not None:
+            line += f"  (datasketch MinHash alone {feed['datasketch_us']:.0f} us/item)"
         lines.append(line)
         for key in ("stories", "exact_text"):
             s = feed[key]

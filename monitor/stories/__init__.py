@@ -52,7 +52,7 @@ memory 55-100 us in all; StoryIndex on SQLite 210-500 us (35-110 ms per batch of
 transaction, which is what concurrent workers wait for), on PostgreSQL 460-580 us (80-130 ms per batch, most
 of it the server inserting ~16 bucket rows per distinct text). The classifier costs 3,000-8,000 us per item
 on the same cores (int8, README: 120-350 texts/s), so story assignment adds about 3-20%. datasketch's
-MinHash on the same shingles took 160-170 us per signature (SHA-1 per shingle in Python) against ~10-15 us
+MinHash on the same shingles took 140-170 us per signature (SHA-1 per shingle in Python) against ~10-15 us
 here: no new dependency.
 
 Stories found (items carry their tickers; rows = StockNet's item-ticker rows):
