@@ -6,6 +6,7 @@ tested in tests/test_stories_store.py.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.config import StorySettings, load_settings
 from monitor.errors import ConfigError
@@ -208,6 +211,30 @@ def test_batching_does_not_change_assignments() -> None:
         stories = MemoryStories(CFG)
         parts = [stories.assign(feed[i : i + size]) for i in range(0, len(feed), size)]
         assert [a for part in parts for a in part] == whole
+
+
+VARIANTS = [t for _, t in OUTAGE] + NORTHWIND_OTHERS + [f"RT @desk: {t} https://t.co/z" for t in NORTHWIND_OTHERS]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(VARIANTS) - 1), st.integers(0, 6 * 24 * 60),
+                          st.sampled_from([(), ("NWND",), ("QMED",)])), min_size=1, max_size=60),
+       st.lists(st.integers(1, 9), min_size=1, max_size=20))
+def test_batches_and_pruning_never_change_decisions(entries: list[tuple[int, int, tuple[str, ...]]],
+                                                    sizes: list[int]) -> None:
+    """Decisions depend on the input order only: not on batch boundaries, nor on when pruning runs (an
+    item ignores bucket entries older than the prune horizon whether or not they were deleted yet), even
+    for out-of-order input and a prune horizon shorter than the feed."""
+    cfg = StorySettings(window_hours=12, prune_hours=20, prune_every_hours=1)
+    feed = [item(f"i{k}", VARIANTS[v], minutes, tickers=tickers) for k, (v, minutes, tickers) in enumerate(entries)]
+    whole = MemoryStories(cfg).assign(feed)
+    stories, out, start = MemoryStories(cfg), [], 0
+    for size in itertools.cycle(sizes):
+        out += stories.assign(feed[start : start + size])
+        start += size
+        if start >= len(feed):
+            break
+    assert out == whole
 
 
 def test_redelivery_returns_the_first_assignment() -> None:

@@ -3,6 +3,7 @@ redeliveries keep story ids and counts, concurrent workers end with one story pe
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 from datetime import UTC, datetime, timedelta
@@ -55,17 +56,23 @@ def feed(days: int = 4, seed: int = 5) -> list[StoryInput]:
         out.append(StoryInput(f"f{i}", text, rng.choice(sources), T0 + timedelta(minutes=rng.uniform(0, days * 1440)),
                               tickers))
     out.sort(key=lambda x: (x.published_at, x.item_id))
+    for i in range(0, len(out) - 3, 9):  # some out-of-order delivery
+        out[i], out[i + 3] = out[i + 3], out[i]
     return out
 
 
 def test_index_matches_memory_stories(store_url: str) -> None:
     """Fed the same batches, the store-backed index decides exactly like the in-memory reference, pruning
-    included (a short prune horizon makes it happen several times in this feed)."""
+    included (a short prune horizon makes it happen several times in this feed), and like one big batch."""
     cfg = StorySettings(window_hours=6, prune_hours=12, prune_every_hours=2)
     index, memory = open_index(store_url, cfg), MemoryStories(cfg)
-    items = feed()
-    for i in range(0, len(items), 13):
-        assert index.assign(items[i : i + 13], NOW) == memory.assign(items[i : i + 13])
+    items, start = feed(), 0
+    for size in itertools.cycle([13, 1, 40, 7]):
+        assert index.assign(items[start : start + size], NOW) == memory.assign(items[start : start + size])
+        start += size
+        if start >= len(items):
+            break
+    assert list(memory.assigned.values()) == MemoryStories(cfg).assign(items)  # batching changed nothing
     assert len({a.story_id for a in memory.assigned.values()}) > len(NORTHWIND_OTHERS) + 1  # stories were closed
     assert count(index, story_exemplars) == len(memory.book.exemplars)
     assert count(index, story_bands) == sum(len(m) for m in memory.book.buckets.values())

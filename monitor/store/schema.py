@@ -294,8 +294,8 @@ story_progress = Table(
     "story_progress",
     metadata,
     # One row (id 1): the newest event time assigned and the watermark of the last prune. Every assignment
-    # transaction upserts it first, which serialises them (see monitor/stories/index.py).
+    # transaction writes it first, which serialises them (see monitor/stories/index.py).
     Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("watermark", _TS, nullable=False),
+    Column("watermark", _TS),
     Column("pruned_at", _TS),
 )

@@ -38,8 +38,9 @@ How an item finds its story
 
 State in the store (index.py): `stories`, `story_items` (every assignment, for idempotency), `story_sources`,
 `story_bands` (LSH buckets -> story, exemplar, last_seen), `story_exemplars` (signatures), `story_progress`
-(watermark). Buckets not seen for 48 h of event time (`prune_hours`) behind the newest item are pruned, with
-the exemplars they used, once per hour of event-time progress: the matching state holds about 48 h of
+(watermark). Bucket entries not seen for 48 h of event time (`prune_hours`) behind the newest item are dead
+(ignored by every later decision) and deleted, with the exemplars they used, once per hour of event-time
+progress, so decisions depend on the input order only, never on batching: the matching state holds ~48 h of
 distinct texts (16 bucket rows and one 256-byte signature each); `story_items` and `stories` grow like
 `scored_items`. Concurrent workers: each `assign` is one transaction that first upserts the `story_progress`
 row, which serialises them on SQLite and PostgreSQL (see index.py for why a lock rather than deterministic

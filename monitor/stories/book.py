@@ -133,12 +133,20 @@ def fingerprint_items(hasher: MinHasher, items: Sequence[StoryInput]) -> list[Fi
 
 @dataclass
 class StoryBook:
-    """The story state a batch can see, and the decisions taken on it (see the module docstring)."""
+    """The story state a batch can see, and the decisions taken on it (see the module docstring).
+
+    Buckets age out logically: an item ignores bucket entries last seen more than `keep_us` before the
+    watermark (the newest event time assigned so far, this item included), and files itself anew in such a
+    bucket. Physical pruning (`forget_before`, `StoryIndex`'s prune) only deletes entries that every later
+    item ignores anyway, so when and in what batches it runs never changes a decision.
+    """
 
     threshold: float
     window_us: int
     decay: float
+    keep_us: int  # bucket entries last seen this long before the watermark are dead
     refresh_us: int  # a bucket's last_seen moves on only by steps of at least this much (fewer writes)
+    watermark_us: int | None = None
     buckets: dict[tuple[int, int], dict[str, str]] = field(default_factory=dict)  # -> story id -> exemplar id
     last_seen: dict[tuple[int, int, str], int] = field(default_factory=dict)  # (band, hash, story) -> event time
     exemplars: dict[str, Exemplar] = field(default_factory=dict)
@@ -146,6 +154,7 @@ class StoryBook:
 
     def assign(self, item_id: str, fp: Fingerprint, t_us: int) -> Decision:
         """Decide the story and novelty of item `item_id` at event time `t_us`, and record it in the book."""
+        self.watermark_us = t_us if self.watermark_us is None else max(self.watermark_us, t_us)
         story_id = self._match(fp, t_us)
         new_story = story_id is None
         if story_id is None:
@@ -162,6 +171,10 @@ class StoryBook:
         times = self.times.get(story_id, [])
         i = bisect.bisect_left(times, t_us - self.window_us)
         return i < len(times) and times[i] <= t_us + self.window_us
+
+    def _alive(self, band: int, value: int, story_id: str) -> bool:
+        watermark = self.watermark_us
+        return watermark is None or self.last_seen.get((band, value, story_id), watermark) >= watermark - self.keep_us
 
     def _match(self, fp: Fingerprint, t_us: int) -> str | None:
         best: tuple[float, str] | None = None  # (-similarity, story id): the smallest wins
@@ -180,23 +193,25 @@ class StoryBook:
     def _candidates(self, fp: Fingerprint) -> list[str]:
         found: dict[str, None] = {}
         for band, value in enumerate(fp.bands):
-            for exemplar_id in self.buckets.get((band, value), {}).values():
-                found[exemplar_id] = None
+            for story_id, exemplar_id in self.buckets.get((band, value), {}).items():
+                if self._alive(band, value, story_id):
+                    found[exemplar_id] = None
         return list(found)
 
     def _file(self, item_id: str, story_id: str, fp: Fingerprint,
               t_us: int) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
-        """Put the story in the item's buckets; the item is the exemplar of those the story was not in. Of
-        the others, those last seen `refresh_us` or more before t_us are seen again at t_us."""
+        """Put the story in the item's buckets; the item is the exemplar of those the story was not in (or
+        only in a dead entry). Of the others, those last seen `refresh_us` or more before t_us are seen again
+        at t_us."""
         new, refreshed = [], []
         for band, value in enumerate(fp.bands):
             members = self.buckets.setdefault((band, value), {})
             key = (band, value, story_id)
-            if story_id not in members:
+            if story_id not in members or not self._alive(band, value, story_id):
                 members[story_id] = item_id
                 self.last_seen[key] = t_us
                 new.append((band, value))
-            elif t_us >= self.last_seen.get(key, t_us) + self.refresh_us:
+            elif t_us >= self.last_seen[key] + self.refresh_us:
                 self.last_seen[key] = t_us
                 refreshed.append((band, value))
         if new:

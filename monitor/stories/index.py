@@ -8,16 +8,19 @@ Tables (monitor/store/schema.py):
 `story_items`      one row per item ever assigned: its story, event time, novelty, source. Never pruned: it is
                    what makes a redelivery return the first assignment.
 `story_sources`    (story_id, source) pairs, for n_sources.
-`story_bands`      LSH buckets: (hash, band, story_id) -> the exemplar item that first put the story in that
-                   bucket, and last_seen, the event time of the story's latest item in it. Pruned.
+`story_bands`      LSH buckets: (hash, band, story_id) -> the exemplar item that put the story in that
+                   bucket, and last_seen, the event time of the story's latest item in it (moved on in steps
+                   of at least `prune_every_hours`, so that copies of a busy story do not rewrite its
+                   buckets every time). Pruned.
 `story_exemplars`  the exemplars' MinHash signatures and cashtags. Pruned with the buckets that use them.
 `story_progress`   one row: the newest event time assigned (watermark) and the watermark of the last prune.
 
 One `assign` call is one transaction:
 
-1. Upsert the `story_progress` row (the watermark). This is the transaction's first statement and takes
-   that row's write lock, so concurrent `assign` calls, from any worker, run one after the other: on
-   PostgreSQL the upsert waits for the row lock of the transaction ahead, and as READ COMMITTED gives every
+1. Write the `story_progress` row (an upsert that changes nothing), then read the watermark. This is the
+   transaction's first statement and takes that row's write lock, so concurrent `assign` calls, from any
+   worker, run one after the other: on PostgreSQL the upsert waits for the row lock of the transaction
+   ahead, and as READ COMMITTED gives every
    later statement a fresh snapshot, they see all it wrote; on SQLite a transaction whose first statement is
    a write takes the database's write lock (waiting up to the busy timeout), before it has read anything.
    Why a lock rather than deterministic ids and insert-on-conflict: a story is a set of LSH buckets, and two
@@ -29,12 +32,14 @@ One `assign` call is one transaction:
 3. Load the buckets of the new items' band hashes, their exemplars, and the event times of the candidate
    stories near the batch; decide each new item in input order with `StoryBook` (monitor/stories/book.py),
    so copies within one batch join each other.
-4. Write the items, the stories' counters, sources, buckets and exemplars.
+4. Write the items, the stories' counters, sources, the book's final state of the buckets the batch
+   touched, the new exemplars, and the new watermark.
 5. Once per `prune_every_hours` of watermark progress, delete buckets not seen for `prune_hours` of event
-   time behind the watermark, and exemplars no bucket uses any more. (A bucket's last_seen moves on in steps
-   of at least `prune_every_hours`, so that copies of a busy story do not rewrite its buckets every time.)
+   time behind the watermark, and exemplars no bucket uses any more. Decisions already ignore such buckets
+   (StoryBook), so this is garbage collection: it never changes an assignment.
 
-Fed the same batches, this returns exactly what `MemoryStories` (monitor/stories/memory.py) returns.
+This returns exactly what `MemoryStories` (monitor/stories/memory.py) returns for the same items in the
+same order, in any batches.
 """
 
 from __future__ import annotations
@@ -53,7 +58,6 @@ from monitor.store import Store
 from monitor.store.dialect import insert_stmt
 from monitor.store.schema import stories as stories_table
 from monitor.store.schema import story_bands, story_exemplars, story_items, story_progress, story_sources
-from monitor.store.times import as_utc
 from monitor.stories.book import (
     Decision,
     Exemplar,
@@ -92,23 +96,29 @@ class StoryIndex:
 
     def _assign(self, conn: Connection, items: list[StoryInput], fps: list[Fingerprint],
                 now: datetime) -> dict[str, StoryAssignment]:
-        watermark, pruned = _lock(conn, max(item.published_at for item in items))
+        watermark, pruned = _lock(conn)
         done = _known(conn, [item.item_id for item in items])
         todo = [(item, fp, to_micros(item.published_at)) for item, fp in zip(items, fps, strict=True)
                 if item.item_id not in done]
-        if todo:
-            book = self._load(conn, todo)
-            decisions = [book.assign(item.item_id, fp, t_us) for item, fp, t_us in todo]
-            _write(conn, [(item, fp, d) for (item, fp, _), d in zip(todo, decisions, strict=True)], now)
-            done.update({d.assignment.item_id: d.assignment for d in decisions})
-        cutoff = self.plan.cutoff(to_micros(watermark), None if pruned is None else to_micros(pruned))
+        if not todo:
+            return done
+        book = self._load(conn, todo, watermark)
+        decisions = [book.assign(item.item_id, fp, t_us) for item, fp, t_us in todo]
+        _write(conn, book, [(item, fp, d) for (item, fp, _), d in zip(todo, decisions, strict=True)], now)
+        done.update({d.assignment.item_id: d.assignment for d in decisions})
+        latest = max(t_us for _, _, t_us in todo)
+        watermark = latest if watermark is None else max(watermark, latest)  # what the book ended with
+        conn.execute(update(story_progress).where(story_progress.c.id == _PROGRESS_ID)
+                     .values(watermark=from_micros(watermark)))
+        cutoff = self.plan.cutoff(watermark, pruned)
         if cutoff is not None:
-            _prune(conn, from_micros(cutoff), watermark)
+            _prune(conn, from_micros(cutoff), from_micros(watermark))
         return done
 
-    def _load(self, conn: Connection, todo: list[tuple[StoryInput, Fingerprint, int]]) -> StoryBook:
+    def _load(self, conn: Connection, todo: list[tuple[StoryInput, Fingerprint, int]],
+              watermark: int | None) -> StoryBook:
         """The book for this batch: buckets of its band hashes, their exemplars, candidate stories' times."""
-        book = make_book(self.cfg)
+        book = make_book(self.cfg, watermark)
         wanted = {(band, value) for _, fp, _ in todo for band, value in enumerate(fp.bands)}
         for row in _rows(conn, select(story_bands), story_bands.c.hash, {value for _, value in wanted}):
             if (row.band, row.hash) in wanted:
@@ -130,14 +140,17 @@ class StoryIndex:
         return book
 
 
-def _lock(conn: Connection, latest: datetime) -> tuple[datetime, datetime | None]:
-    """Advance the watermark (first statement: serialises assignments, see the module docstring)."""
-    stmt = insert_stmt(conn, story_progress).values(id=_PROGRESS_ID, watermark=latest, pruned_at=None)
-    stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={
-        "watermark": _greatest(conn, story_progress.c.watermark, stmt.excluded.watermark)})
-    conn.execute(stmt)
+def _lock(conn: Connection) -> tuple[int | None, int | None]:
+    """Write the progress row (the transaction's first statement: it serialises assignments, see the module
+    docstring) and return its watermark and last prune, in us."""
+    stmt = insert_stmt(conn, story_progress).values(id=_PROGRESS_ID, watermark=None, pruned_at=None)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={"id": stmt.excluded.id}))
     row = conn.execute(select(story_progress).where(story_progress.c.id == _PROGRESS_ID)).one()
-    return _utc(row.watermark), as_utc(row.pruned_at)
+    return _micros(row.watermark), _micros(row.pruned_at)
+
+
+def _micros(when: datetime | None) -> int | None:
+    return None if when is None else to_micros(_utc(when))
 
 
 def _utc(when: datetime) -> datetime:
@@ -191,12 +204,13 @@ def _known(conn: Connection, ids: list[str]) -> dict[str, StoryAssignment]:
             for row in _rows(conn, query, story_items.c.item_id, ids)}
 
 
-def _write(conn: Connection, decided: list[tuple[StoryInput, Fingerprint, Decision]], now: datetime) -> None:
+def _write(conn: Connection, book: StoryBook, decided: list[tuple[StoryInput, Fingerprint, Decision]],
+           now: datetime) -> None:
     _insert_rows(conn, story_items, [
         {"item_id": item.item_id, "story_id": d.assignment.story_id, "published_at": item.published_at,
          "novelty": d.assignment.novelty, "source": item.source, "assigned_at": now} for item, _, d in decided])
     _write_stories(conn, decided)
-    _write_buckets(conn, decided)
+    _write_buckets(conn, book, decided)
     exemplars = [{"item_id": item.item_id, "story_id": d.assignment.story_id, "published_at": item.published_at,
                   "signature": to_bytes(fp.signature), "tickers": " ".join(sorted(fp.tickers))}
                  for item, fp, d in decided if d.new_buckets]
@@ -231,21 +245,17 @@ def _write_stories(conn: Connection, decided: list[tuple[StoryInput, Fingerprint
         conn.execute(update(stories_table).where(c.story_id.in_(ids)).values(n_sources=count))
 
 
-def _write_buckets(conn: Connection, decided: list[tuple[StoryInput, Fingerprint, Decision]]) -> None:
-    """Insert the stories' new buckets (with their exemplar) and move last_seen of those refreshed."""
-    rows: dict[tuple[int, int, str], dict[str, Any]] = {}
-    for item, _, d in decided:
-        story = d.assignment.story_id
-        for band, value in d.new_buckets + d.refreshed:
-            row = rows.setdefault((value, band, story), {"hash": value, "band": band, "story_id": story,
-                                                         "exemplar_id": item.item_id,
-                                                         "last_seen": item.published_at})
-            row["last_seen"] = max(row["last_seen"], item.published_at)
-    if not rows:
-        return
-    _insert_rows(conn, story_bands, [rows[k] for k in sorted(rows)], lambda stmt: stmt.on_conflict_do_update(
+def _write_buckets(conn: Connection, book: StoryBook,
+                   decided: list[tuple[StoryInput, Fingerprint, Decision]]) -> None:
+    """Store the book's final state of every bucket entry the batch created, replaced or refreshed (we hold
+    the lock, so the book's view is the stored one plus this batch)."""
+    keys = sorted({(value, band, d.assignment.story_id) for _, _, d in decided
+                   for band, value in d.new_buckets + d.refreshed})
+    rows = [{"hash": value, "band": band, "story_id": story, "exemplar_id": book.buckets[(band, value)][story],
+             "last_seen": from_micros(book.last_seen[(band, value, story)])} for value, band, story in keys]
+    _insert_rows(conn, story_bands, rows, lambda stmt: stmt.on_conflict_do_update(
         index_elements=["hash", "band", "story_id"],
-        set_={"last_seen": _greatest(conn, story_bands.c.last_seen, stmt.excluded.last_seen)}))
+        set_={"exemplar_id": stmt.excluded.exemplar_id, "last_seen": stmt.excluded.last_seen}))
 
 
 def _prune(conn: Connection, cutoff: datetime, watermark: datetime) -> None:

@@ -36,9 +36,10 @@ class PrunePlan:
         return watermark_us - self.keep_us
 
 
-def make_book(cfg: StorySettings) -> StoryBook:
+def make_book(cfg: StorySettings, watermark_us: int | None = None) -> StoryBook:
     return StoryBook(threshold=cfg.threshold, window_us=int(cfg.window_hours * HOUR_US), decay=cfg.decay,
-                     refresh_us=int(cfg.prune_every_hours * HOUR_US))
+                     keep_us=int(cfg.prune_hours * HOUR_US), refresh_us=int(cfg.prune_every_hours * HOUR_US),
+                     watermark_us=watermark_us)
 
 
 def make_hasher(cfg: StorySettings) -> MinHasher:
@@ -51,7 +52,6 @@ class MemoryStories:
     def __init__(self, cfg: StorySettings) -> None:
         self.hasher, self.book, self.plan = make_hasher(cfg), make_book(cfg), PrunePlan.from_settings(cfg)
         self.assigned: dict[str, StoryAssignment] = {}
-        self.watermark_us: int | None = None
         self.pruned_us: int | None = None
 
     def assign(self, items: Sequence[StoryInput]) -> list[StoryAssignment]:
@@ -59,10 +59,8 @@ class MemoryStories:
         fresh = [item for item in first_copies(items) if item.item_id not in self.assigned]
         for item, fp in zip(fresh, fingerprint_items(self.hasher, fresh), strict=True):
             self.assigned[item.item_id] = self.book.assign(item.item_id, fp, to_micros(item.published_at)).assignment
-        if fresh:
-            latest = max(to_micros(i.published_at) for i in fresh)
-            self.watermark_us = latest if self.watermark_us is None else max(self.watermark_us, latest)
-            self._maybe_prune(self.watermark_us)
+        if fresh and self.book.watermark_us is not None:
+            self._maybe_prune(self.book.watermark_us)
         return [self.assigned[item.item_id] for item in items]
 
     def _maybe_prune(self, watermark_us: int) -> None:
