@@ -128,12 +128,16 @@ class SourceMark:
 
 
 # The columns of a window row, once: the store, sentiment.windows, the CLI, the dashboard and alert rules use these.
-WINDOW_COUNTS = ("count", "n_negative", "n_neutral", "n_positive")
-WINDOW_DERIVED = ("mean_sentiment", "negative_share", "neutral_share", "positive_share", "sentiment_index")
+# Story columns (n_stories, n_negative_stories, sum_novelty, sum_nov_score_u and what derives from them) are
+# filled by the story pass at the watermark (monitor/windows/stories.py), not by the per-batch sums.
+WINDOW_COUNTS = ("count", "n_negative", "n_neutral", "n_positive", "n_stories", "n_negative_stories")
+WINDOW_DERIVED = ("mean_sentiment", "negative_share", "neutral_share", "positive_share", "sentiment_index",
+                  "story_sentiment", "story_negative_share")
 WINDOW_ZSCORES = ("volume_z", "sentiment_z")
-WINDOW_METRICS = ("count", *WINDOW_DERIVED, *WINDOW_ZSCORES)  # what a rule condition may read
+WINDOW_METRICS = ("count", *WINDOW_DERIVED, *WINDOW_ZSCORES, "n_stories", "n_negative_stories")  # rule metrics
 # The exact integer sums a window is derived from (stored, never published; see monitor/windows/engine.py).
-WINDOW_SUMS = (*WINDOW_COUNTS, "sum_score_u", "sum_conf_u", "sum_conf_score_u")
+WINDOW_SUMS = (*WINDOW_COUNTS, "sum_score_u", "sum_conf_u", "sum_conf_score_u", "sum_novelty", "sum_nov_score_u")
+WINDOW_STORY_SUMS = ("n_stories", "n_negative_stories", "sum_novelty", "sum_nov_score_u")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,23 +153,28 @@ class WindowRow:
     n_negative: int
     n_neutral: int
     n_positive: int
+    n_stories: int  # distinct stories (items with novelty 100), settled at the watermark
+    n_negative_stories: int
     mean_sentiment: float | None
     negative_share: float | None
     neutral_share: float | None
     positive_share: float | None
     sentiment_index: float | None
+    story_sentiment: float | None  # novelty-weighted mean score
+    story_negative_share: float | None  # n_negative_stories / n_stories
     volume_z: float | None  # None until the key has enough baseline windows
     sentiment_z: float | None
 
     @classmethod
     def from_mapping(cls, row: Any) -> WindowRow:
-        """From any mapping with these fields (a store row, a decoded message); NaN becomes None."""
-        values = {name: row[name] for name in WINDOW_ROW_FIELDS}
+        """From any mapping with these fields (a store row, a decoded message); NaN becomes None. The story
+        fields may be missing (a message from an aggregate stage older than them): 0 and None."""
+        values = {name: row[name] if name in WINDOW_ROW_REQUIRED else row.get(name) for name in WINDOW_ROW_FIELDS}
         for name in (*WINDOW_DERIVED, *WINDOW_ZSCORES):
             value = values[name]
             values[name] = None if value is None or value != value else float(value)
         for name in WINDOW_COUNTS:
-            values[name] = int(values[name])
+            values[name] = int(values[name] or 0)
         return cls(**values)
 
     def to_wire(self) -> dict[str, Any]:
@@ -175,6 +184,9 @@ class WindowRow:
 
 
 WINDOW_ROW_FIELDS = ("key", "size", "window_start", "window_end", *WINDOW_COUNTS, *WINDOW_DERIVED, *WINDOW_ZSCORES)
+_STORY_FIELDS = ("n_stories", "n_negative_stories", "story_sentiment", "story_negative_share")
+# What every window message has carried since before stories: a consumer may require only these.
+WINDOW_ROW_REQUIRED = tuple(name for name in WINDOW_ROW_FIELDS if name not in _STORY_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)

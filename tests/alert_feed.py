@@ -14,11 +14,31 @@ END = BASE + timedelta(hours=4)
 QUIET = ("QA", "QB")
 HOT = "HOT"
 PROBS = {"negative": (0.85, 0.1, 0.05), "neutral": (0.1, 0.6, 0.3), "positive": (0.05, 0.25, 0.7)}
+# The burst: distinct stories (the shipped rules count stories, not copies; monitor/windows/stories.py).
+BURST_TITLES = (
+    "HOT shares tumble after auditor resigns over accounting concerns",
+    "Regulators open probe into HOT sales practices",
+    "HOT cuts full-year revenue forecast citing weak demand",
+    "Moody's downgrades HOT debt deeper into junk territory",
+    "HOT chief financial officer departs abruptly",
+    "Short seller alleges HOT inflated subscriber numbers",
+    "HOT recalls 40,000 units over battery fire risk",
+    "Class action lawsuit filed against HOT on behalf of investors",
+    "HOT misses quarterly earnings estimates by wide margin",
+    "Key supplier halts shipments to HOT amid unpaid invoices",
+    "HOT suspends dividend to preserve cash",
+    "Analysts slash price targets on HOT after guidance warning",
+    "HOT factory fire disrupts production for weeks",
+    "Union announces strike at HOT distribution centers",
+    "HOT loses largest customer contract to rival",
+)
 
 
-def item(item_id: str, ticker: str, when: datetime, label: str, topic: str = "markets") -> ScoredItem:
+def item(item_id: str, ticker: str, when: datetime, label: str, topic: str = "markets",
+         title: str | None = None) -> ScoredItem:
     neg, neu, pos = PROBS[label]
-    raw = RawItem(id=item_id, title=f"{ticker} headline {item_id}", published_at=when, source="test", tickers=(ticker,))
+    raw = RawItem(id=item_id, title=title or f"{ticker} headline {item_id}", published_at=when, source="test",
+                  tickers=(ticker,))
     return ScoredItem(
         item=raw,
         topic=topic,
@@ -39,6 +59,7 @@ def burst_feed() -> list[ScoredItem]:
             items.append(item(f"{ticker}-{i}", ticker, t, "positive" if i % 3 else "neutral"))
         t, i = t + timedelta(minutes=2), i + 1
     for j in range(15):
-        items.append(item(f"burst-{j}", HOT, BURST_START + timedelta(seconds=40 * j), "negative"))
+        items.append(item(f"burst-{j}", HOT, BURST_START + timedelta(seconds=40 * j), "negative",
+                          title=BURST_TITLES[j]))
     items.sort(key=lambda s: s.item.published_at)
     return items

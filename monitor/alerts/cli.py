@@ -17,7 +17,8 @@ from monitor.store import alerts as astore
 from monitor.store.windows import read_windows
 from monitor.windows import WindowError, parse_spec
 
-WINDOW_FIELDS = ("window_start", "window_end", "count", *WINDOW_DERIVED, *WINDOW_ZSCORES)
+WINDOW_FIELDS = ("window_start", "window_end", "count", *WINDOW_DERIVED, *WINDOW_ZSCORES, "n_stories",
+                 "n_negative_stories")
 ALERT_FIELDS = ("id", "rule", "key", "state", "severity", "started_at", "fired_at", "resolved_at", "acked_at",
                 "labels", "summary")
 

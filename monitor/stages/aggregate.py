@@ -34,7 +34,7 @@ class AggregateProcessor:
 
     def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
         self.settings, self.store, self.clock = settings, store, clock
-        self.aggregator = WindowAggregator(store, settings.windows, settings.kafka.topics.scored)
+        self.aggregator = WindowAggregator(store, settings.windows, settings.kafka.topics.scored, settings.stories)
 
     def process(self, records: Sequence[Any]) -> list[OutMessage]:
         out: list[OutMessage] = []

@@ -15,10 +15,10 @@ from monitor.alerts.service import AlertService
 from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.kafka.stage import OutMessage, dead_letter_message
-from monitor.records import WINDOW_ROW_FIELDS
+from monitor.records import WINDOW_ROW_REQUIRED
 
 log = logging.getLogger(__name__)
-_REQUIRED = WINDOW_ROW_FIELDS
+_REQUIRED = WINDOW_ROW_REQUIRED  # not the story fields: rows from an older aggregate stage still count
 
 
 class AlertingProcessor:

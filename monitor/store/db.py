@@ -21,10 +21,12 @@ from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError, SQLA
 from monitor.errors import StoreError
 from monitor.records import DeadLetter, ScoredItem
 from monitor.store.migrate import add_missing_column
-from monitor.store.schema import dead_letters, metadata, scored_items
+from monitor.store.schema import aggregate_items, dead_letters, metadata, scored_items, unsettled_index, windows
 from monitor.store.times import as_utc as as_utc  # re-exported: callers import it from here and from monitor.store
 
 log = logging.getLogger(__name__)
+_STORY_WINDOW_COLUMNS = ("n_stories", "n_negative_stories", "sum_novelty", "sum_nov_score_u", "story_sentiment",
+                         "story_negative_share")
 
 # Errors worth waiting out (server down, locked file) rather than treating a batch as bad.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
@@ -84,6 +86,11 @@ class Store:
                 metadata.create_all(self.engine)
                 heartbeats.add_missing_columns(self.engine)
                 add_missing_column(self.engine, scored_items, "links")
+                for name in ("story_text", "source", "story_id", "novelty"):  # the story pass (stories.py)
+                    add_missing_column(self.engine, aggregate_items, name)
+                unsettled_index.create(self.engine, checkfirst=True)
+                for name in _STORY_WINDOW_COLUMNS:
+                    add_missing_column(self.engine, windows, name)
                 return
             except SQLAlchemyError as exc:
                 # Workers starting together race to create the same tables: the loser sees "already exists"

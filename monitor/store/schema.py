@@ -86,8 +86,19 @@ aggregate_items = Table(
     Column("conf_score_u", BigInteger, nullable=False),
     Column("src_partition", Integer, nullable=False),
     Column("src_offset", BigInteger, nullable=False),
+    # What the story pass at the watermark reads and decides (monitor/windows/stories.py); null story_id:
+    # not settled yet. Added to older stores by Store.create_schema.
+    Column("story_text", Text),
+    Column("source", String(512)),
+    Column("story_id", String(32)),
+    Column("novelty", Integer),
     Index("ix_aggregate_items_event_time", "event_time"),
 )
+# The story pass's work list (items not settled yet), small: settled rows leave it. Created on older stores by
+# Store.create_schema (create_all adds indexes only with their table).
+unsettled_index = Index("ix_aggregate_items_unsettled", aggregate_items.c.event_time,
+                        sqlite_where=aggregate_items.c.story_id.is_(None),
+                        postgresql_where=aggregate_items.c.story_id.is_(None))
 
 # --- Stream time (monitor/core). Column meanings: monitor/store/sources.py. ---
 
@@ -147,14 +158,20 @@ windows = Table(
     Column("n_negative", BigInteger, nullable=False),
     Column("n_neutral", BigInteger, nullable=False),
     Column("n_positive", BigInteger, nullable=False),
+    Column("n_stories", BigInteger, nullable=False, server_default="0"),
+    Column("n_negative_stories", BigInteger, nullable=False, server_default="0"),
     Column("sum_score_u", BigInteger, nullable=False),
     Column("sum_conf_u", BigInteger, nullable=False),
     Column("sum_conf_score_u", BigInteger, nullable=False),
+    Column("sum_novelty", BigInteger, nullable=False, server_default="0"),
+    Column("sum_nov_score_u", BigInteger, nullable=False, server_default="0"),
     Column("mean_sentiment", Float),
     Column("negative_share", Float),
     Column("neutral_share", Float),
     Column("positive_share", Float),
     Column("sentiment_index", Float),
+    Column("story_sentiment", Float),
+    Column("story_negative_share", Float),
     Column("volume_z", Float),
     Column("sentiment_z", Float),
     Index("ix_windows_size_end", "size", "window_end"),

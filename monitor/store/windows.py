@@ -5,10 +5,14 @@
     size           the spec label: `5min`, `1h`, `1d`, or `SIZE/HOP` for hopping windows (`1h/15min`)
     window_start, window_end   UTC, [start, end)
     count, n_negative, n_neutral, n_positive           items, and items by sentiment label
+    n_stories, n_negative_stories                      distinct stories (novelty-100 items), negative ones
     sum_score_u, sum_conf_u, sum_conf_score_u          exact sums in micro-units (see monitor/windows/engine.py)
+    sum_novelty, sum_nov_score_u                       story sums, added by the story pass at the watermark
     mean_sentiment, negative_share, neutral_share, positive_share, sentiment_index   derived from the sums
+    story_sentiment, story_negative_share              derived from the story sums (null until settled)
     volume_z, sentiment_z                              null until the key has enough baseline windows
-`aggregate_items` — one row per distinct item id: event time, `late`, its keys and integer contributions.
+`aggregate_items` — one row per distinct item id: event time, `late`, its keys and integer contributions;
+    `story_text` and `source` for the story pass, and the `story_id` and `novelty` it decided (null: not yet).
 `window_late` — per key: how many distinct items their source delivered late (monitor/core/lateness.py).
 """
 
@@ -68,18 +72,38 @@ def add_late(conn: Connection, counts: dict[str, tuple[int, int]]) -> None:
                   func.greatest(window_late.c.last_late_event_time, stmt.excluded.last_late_event_time)}), rows)
 
 
-def add_sums(conn: Connection, size: str, size_us: int, sums: pd.DataFrame) -> None:
-    """Add per-window sums of newly inserted items to the stored windows (rows created as needed)."""
+def add_sums(conn: Connection, size: str, size_us: int, sums: pd.DataFrame,
+             columns: Sequence[str] = SUM_COLUMNS) -> None:
+    """Add per-window sums (`columns` of `sums`; the others add 0) to the stored windows, creating rows as
+    needed."""
     if sums.empty:
         return
     records = sums.sort_values(["key", "start_us"]).to_dict("records")  # one lock order: no deadlocks
     rows = [{"key": r["key"], "size": size, "window_start": from_us(r["start_us"]).to_pydatetime(),
              "window_end": from_us(r["start_us"] + size_us).to_pydatetime(),
-             **{c: int(r[c]) for c in SUM_COLUMNS}} for r in records]
+             **{c: int(r[c]) if c in columns else 0 for c in SUM_COLUMNS}} for r in records]
     stmt = insert_stmt(conn, windows)
     conn.execute(stmt.on_conflict_do_update(
         index_elements=["key", "size", "window_start"],
-        set_={c: windows.c[c] + stmt.excluded[c] for c in SUM_COLUMNS}), rows)
+        set_={c: windows.c[c] + stmt.excluded[c] for c in columns}), rows)
+
+
+def unsettled_items(conn: Connection, until_us: int) -> list[Any]:
+    """Accepted items before `until_us` with no story yet, in the story pass's order (event time, item id)."""
+    a = aggregate_items.c
+    query = (select(a.item_id, a.event_time, a["keys"], a.label, a.score_u, a.story_text, a.source)
+             .where(a.late.is_(False), a.story_id.is_(None), a.event_time < from_us(until_us).to_pydatetime())
+             .order_by(a.event_time, a.item_id))
+    return list(conn.execute(query).all())
+
+
+def settle_items(conn: Connection, decided: Sequence[tuple[str, str, int]]) -> None:
+    """Write (item id, story id, novelty) of settled items."""
+    if not decided:
+        return
+    stmt = (update(aggregate_items).where(aggregate_items.c.item_id == bindparam("b_id"))
+            .values(story_id=bindparam("b_story"), novelty=bindparam("b_novelty")))
+    conn.execute(stmt, [{"b_id": i, "b_story": s, "b_novelty": n} for i, s, n in sorted(decided)])
 
 
 def load_range(conn: Connection, size: str, keys: Sequence[str], lo_us: int, hi_us: int) -> pd.DataFrame:

@@ -94,6 +94,16 @@ class StoryIndex:
             done = self._assign(conn, firsts, fps, now or datetime.now(UTC))
         return [done[item.item_id] for item in items]
 
+    def assign_in(self, conn: Connection, items: Sequence[StoryInput],
+                  now: datetime | None = None) -> list[StoryAssignment]:
+        """`assign` inside the caller's transaction (the story pass at the watermark, which writes the
+        windows in the same one). Fingerprints are computed under the caller's locks here."""
+        if not items:
+            return []
+        firsts = [replace(item, published_at=ensure_utc(item.published_at)) for item in first_copies(items)]
+        done = self._assign(conn, firsts, fingerprint_items(self.hasher, firsts), now or datetime.now(UTC))
+        return [done[item.item_id] for item in items]
+
     def _assign(self, conn: Connection, items: list[StoryInput], fps: list[Fingerprint],
                 now: datetime) -> dict[str, StoryAssignment]:
         watermark, pruned = _lock(conn)

@@ -7,7 +7,11 @@
 4. Re-derive the metrics and z-scores of the windows the batch touched and of the `baseline_windows`
    windows after them (whose baselines include them), reading only that index range of each key.
 
-Steps 2-4 and the batch's source marks (monitor/core/streamtime.py) commit together, before the stage
+5. Apply the batch's source marks, then settle stories up to the stream's complete time (the story pass,
+   monitor/windows/stories.py): story ids and novelty are decided there, in event-time order, never in the
+   order the batches happened to arrive in.
+
+Steps 2-5 and the batch's source marks (monitor/core/streamtime.py) commit together, before the stage
 commits its input offsets: after a crash, redelivered items are found in step 2 and add nothing, so every
 window is a pure function of the set of distinct items and equals what an uninterrupted run produces, and a
 stored mark never claims items that are not in the windows yet.
@@ -23,25 +27,18 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, text
 
-from monitor.config import WindowSettings
+from monitor.config import StorySettings, WindowSettings
+from monitor.core.streamtime import processed_time
 from monitor.records import ScoredItem, SourceMark, WindowRow
 from monitor.store import Store
 from monitor.store import sources as sstore
 from monitor.store import windows as wstore
-from monitor.timestamps import from_us
-from monitor.windows.engine import (
-    DERIVED_COLUMNS,
-    Z_COLUMNS,
-    Baseline,
-    derive,
-    explode_keys,
-    item_values,
-    items_frame,
-    window_sums,
-    zscores,
-)
+from monitor.stories.index import StoryIndex
+from monitor.windows.derived import rederive
+from monitor.windows.engine import Baseline, explode_keys, item_values, items_frame, window_sums
 from monitor.windows.keys import KeyExtractor, company_dictionary
 from monitor.windows.spec import WindowSpec, parse_specs
+from monitor.windows.stories import settle_stories, story_text
 
 _LOCK_KEY = 0x66696E6D6F6E  # "finmon": the advisory lock of the aggregate stage
 
@@ -67,8 +64,10 @@ class BatchResult:
 class WindowAggregator:
     """Maintains the `windows` table from batches of scored items (see the module docstring)."""
 
-    def __init__(self, store: Store, cfg: WindowSettings, topic: str) -> None:
+    def __init__(self, store: Store, cfg: WindowSettings, topic: str,
+                 stories: StorySettings | None = None) -> None:
         self.store, self.topic = store, topic
+        self.stories = StoryIndex(store, stories or StorySettings())
         self.specs: list[WindowSpec] = parse_specs(cfg.sizes)
         self.baseline = Baseline.from_settings(cfg)
         self.grace_us = int(cfg.grace.total_seconds() * 1_000_000)  # for messages: lateness is decided upstream
@@ -77,10 +76,13 @@ class WindowAggregator:
     def apply(self, deliveries: Sequence[Delivery], marks: Sequence[tuple[int, SourceMark]] = ()) -> BatchResult:
         """Apply a batch's items, then the source marks that followed them on their partitions."""
         if not deliveries:
+            result = BatchResult()
             if marks:
                 with self.store.engine.begin() as conn:
+                    _serialize(conn)
                     sstore.apply_marks(conn, self.topic, marks)
-            return BatchResult()
+                    result.windows.extend(self._settle_to_stream_time(conn))
+            return result
         values = {d.scored.item.id: item_values(d.scored) for d in _first(deliveries)}  # first copy of an id wins
         with self.store.engine.begin() as conn:
             _serialize(conn)
@@ -95,7 +97,21 @@ class WindowAggregator:
             fresh = None if rows["item_id"].isin(new_ids).all() else rows[rows["item_id"].isin(new_ids)]
             for spec in self.specs:
                 result.windows.extend(self._apply_spec(conn, spec, rows, fresh))
+            if marks:
+                result.windows.extend(self._settle_to_stream_time(conn))
         return result
+
+    def settle_stories(self, conn: Connection, until_us: int) -> list[WindowRow]:
+        """The story pass up to `until_us`, in the caller's transaction (monitor/windows/stories.py)."""
+        return settle_stories(conn, self.stories, self.specs, self.baseline, until_us)
+
+    def _settle_to_stream_time(self, conn: Connection) -> list[WindowRow]:
+        """Settle stories behind the complete time the marks just stored give (nothing, before it is known)."""
+        processed, all_idle = processed_time(sstore.stream_clock_marks(conn, self.topic))
+        if processed is None:
+            return []
+        # all sources idle: everything delivered is in, up to and including the newest event time
+        return self.settle_stories(conn, processed + 1 if all_idle else processed - self.grace_us)
 
     @staticmethod
     def _decide(conn: Connection, deliveries: Sequence[Delivery]) -> dict[str, bool]:
@@ -112,6 +128,7 @@ class WindowAggregator:
             v = values[d.scored.item.id]
             rows.append({**{k: v[k] for k in ("item_id", "label", "score_u", "conf_u", "conf_score_u")},
                          "event_time": d.scored.item.published_at, "late": decided[d.scored.item.id],
+                         "story_text": story_text(d.scored.item.text), "source": d.scored.item.source,
                          "keys": list(self.keys.keys(d.scored)), "src_partition": d.partition,
                          "src_offset": d.offset})
         return wstore.insert_items(conn, rows)
@@ -134,22 +151,7 @@ class WindowAggregator:
         their baseline successors."""
         sums = window_sums(rows, spec)
         wstore.add_sums(conn, spec.label, spec.size_us, sums if fresh is None else window_sums(fresh, spec))
-        touched = sums[["key", "start_us"]]  # redeliveries too: republished
-        if touched.empty:
-            return []
-        span = self.baseline.windows * spec.hop_us
-        first = touched.groupby("key")["start_us"].min()
-        stored = wstore.load_range(conn, spec.label, list(first.index), int(first.min()) - span,
-                                   int(touched["start_us"].max()) + span)
-        fresh_rows = zscores(derive(stored), spec, self.baseline)
-        target = fresh_rows["start_us"] >= fresh_rows["key"].map(first)
-        changed = target & ~_same(stored, fresh_rows)
-        wstore.update_metrics(conn, spec.label, fresh_rows[changed])
-        touched_set = set(zip(touched["key"], touched["start_us"], strict=True))
-        pairs = zip(fresh_rows["key"], fresh_rows["start_us"], strict=True)
-        is_touched = pd.Series([pair in touched_set for pair in pairs], index=fresh_rows.index, dtype=bool)
-        publish = fresh_rows[changed | is_touched]
-        return [_out_row(r, spec) for r in publish.to_dict("records")]
+        return rederive(conn, spec, self.baseline, sums[["key", "start_us"]])  # redeliveries too: republished
 
 
 def _serialize(conn: Connection) -> None:
@@ -166,20 +168,6 @@ def _first(deliveries: Sequence[Delivery]) -> list[Delivery]:
     for d in deliveries:
         seen.setdefault(d.scored.item.id, d)
     return list(seen.values())
-
-
-def _same(old: pd.DataFrame, new: pd.DataFrame) -> pd.Series:
-    same = pd.Series(True, index=old.index)
-    for col in DERIVED_COLUMNS + Z_COLUMNS:
-        a, b = old[col], new[col]
-        same &= (a == b) | (a.isna() & b.isna())
-    return same
-
-
-def _out_row(row: dict[str, Any], spec: WindowSpec) -> WindowRow:
-    return WindowRow.from_mapping({**row, "size": spec.label,
-                                   "window_start": from_us(row["start_us"]).to_pydatetime(),
-                                   "window_end": from_us(row["start_us"] + spec.size_us).to_pydatetime()})
 
 
 def late_by_key(late: Sequence[Delivery], extractor: KeyExtractor) -> dict[str, int]:

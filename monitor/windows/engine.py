@@ -11,6 +11,12 @@ Per window (one key, one spec, one `window_start`):
   item's confidence), `sum_conf_score_u` (sum of confidence x score),
 - `mean_sentiment` = mean score in [-1, 1]; `negative_share` / `neutral_share` / `positive_share`;
   `sentiment_index` = confidence-weighted mean score in [-1, 1],
+- story columns (issue #13): `n_stories` (items that start a story in the window's key: novelty 100),
+  `n_negative_stories` (those labelled negative), `sum_novelty`, `sum_nov_score_u` (sum of
+  novelty x score / 100); `story_sentiment` = the novelty-weighted mean score (copies of a story weigh less
+  and less), `story_negative_share` = n_negative_stories / n_stories. An item's novelty is decided by the
+  story pass at the watermark (monitor/windows/stories.py), so the per-batch sums leave these at 0 and the
+  pass adds them with `story_sums`; `compute_windows` adds them at once when items carry a `novelty`.
 - `volume_z` = (count - mean) / max(std, volume_std_floor) over the counts of the `baseline_windows`
   windows just before it (empty windows count as 0), and `sentiment_z` = the same for `sentiment_index`
   over the non-empty ones (floor `sentiment_std_floor`). Both are defined (not null) once at least
@@ -26,12 +32,14 @@ import numpy as np
 import pandas as pd
 
 from monitor.config import WindowSettings
-from monitor.records import WINDOW_DERIVED, WINDOW_SUMS, WINDOW_ZSCORES, ScoredItem
+from monitor.records import WINDOW_DERIVED, WINDOW_STORY_SUMS, WINDOW_SUMS, WINDOW_ZSCORES, ScoredItem
 from monitor.timestamps import to_us
 from monitor.windows.spec import WindowSpec
 
 MICRO = 1_000_000
 SUM_COLUMNS = list(WINDOW_SUMS)
+STORY_SUM_COLUMNS = list(WINDOW_STORY_SUMS)
+BATCH_SUM_COLUMNS = [c for c in SUM_COLUMNS if c not in STORY_SUM_COLUMNS]  # what an item adds on arrival
 DERIVED_COLUMNS = list(WINDOW_DERIVED)
 Z_COLUMNS = list(WINDOW_ZSCORES)
 ITEM_COLUMNS = ["item_id", "t_us", "label", "score_u", "conf_u", "conf_score_u"]
@@ -98,7 +106,8 @@ def assign_windows(rows: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
 
 
 def window_sums(rows: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
-    """Exact per-window sums of (key, item) rows: columns key, start_us and SUM_COLUMNS."""
+    """Exact per-window sums of (key, item) rows: columns key, start_us and SUM_COLUMNS. The story sums
+    come from a `novelty` column when the rows have one (null: not settled, no contribution), else are 0."""
     if rows.empty:
         return pd.DataFrame(columns=["key", "start_us", *SUM_COLUMNS])
     placed = assign_windows(rows, spec)
@@ -111,9 +120,37 @@ def window_sums(rows: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
         sum_score_u=placed["score_u"].astype(np.int64),
         sum_conf_u=placed["conf_u"].astype(np.int64),
         sum_conf_score_u=placed["conf_score_u"].astype(np.int64),
+        **_story_values(placed),
     )
     sums = placed.groupby(["key", "start_us"], sort=True)[SUM_COLUMNS].sum()
     return sums.reset_index().astype({c: np.int64 for c in SUM_COLUMNS})
+
+
+def story_sums(rows: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
+    """Per-window story sums of (key, item) rows with a `novelty` column: key, start_us, STORY_SUM_COLUMNS."""
+    if rows.empty:
+        return pd.DataFrame(columns=["key", "start_us", *STORY_SUM_COLUMNS])
+    placed = assign_windows(rows, spec)
+    placed = placed.assign(**_story_values(placed))
+    sums = placed.groupby(["key", "start_us"], sort=True)[STORY_SUM_COLUMNS].sum()
+    return sums.reset_index().astype({c: np.int64 for c in STORY_SUM_COLUMNS})
+
+
+def _story_values(placed: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per-row story contributions: a story's first item (novelty 100) counts as a story; every item adds
+    its novelty and novelty x score / 100 (rounded half away from zero, exact)."""
+    if "novelty" not in placed:
+        zero = np.zeros(len(placed), dtype=np.int64)
+        return {c: zero for c in STORY_SUM_COLUMNS}
+    novelty = placed["novelty"].fillna(-1).to_numpy(dtype=np.int64)
+    settled = novelty >= 0
+    novelty = np.where(settled, novelty, 0)
+    head = (novelty == 100).astype(np.int64)
+    weighted = novelty * placed["score_u"].to_numpy(dtype=np.int64)
+    rounded = np.sign(weighted) * ((np.abs(weighted) + 50) // 100)  # 100 is even: exact half-away rounding
+    return {"n_stories": head,
+            "n_negative_stories": head * (placed["label"].to_numpy() == "negative").astype(np.int64),
+            "sum_novelty": novelty, "sum_nov_score_u": rounded.astype(np.int64)}
 
 
 def derive(windows: pd.DataFrame) -> pd.DataFrame:
@@ -125,6 +162,13 @@ def derive(windows: pd.DataFrame) -> pd.DataFrame:
         out[f"{label}_share"] = out[f"n_{label}"].to_numpy(dtype=np.float64) / count
     conf = out["sum_conf_u"].to_numpy(dtype=np.float64)
     out["sentiment_index"] = out["sum_conf_score_u"].to_numpy(dtype=np.float64) / np.where(conf > 0, conf, 1.0)
+    novelty = out["sum_novelty"].to_numpy(dtype=np.float64)
+    stories = out["n_stories"].to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):  # no settled story yet: undefined (null)
+        out["story_sentiment"] = np.where(
+            novelty > 0, 100.0 * out["sum_nov_score_u"].to_numpy(dtype=np.float64) / novelty / MICRO, np.nan)
+        out["story_negative_share"] = np.where(
+            stories > 0, out["n_negative_stories"].to_numpy(dtype=np.float64) / stories, np.nan)
     return out
 
 

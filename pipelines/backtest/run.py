@@ -115,7 +115,8 @@ def replay_alerts(scored: list[ScoredItem], settings: Settings, rules: RuleSet, 
         store = Store(f"sqlite:///{Path(tmp) / 'backtest.db'}")
         try:
             store.create_schema()
-            stream = EventTimeReplay(store, settings.windows, rules, cfg.step).run(scored, cfg.progress)
+            stream = EventTimeReplay(store, settings.windows, rules, cfg.step,
+                                     stories=settings.stories).run(scored, cfg.progress)
             return fired_alerts(store), stream
         finally:
             store.dispose()

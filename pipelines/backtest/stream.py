@@ -14,7 +14,9 @@ ways to feed the real `WindowAggregator`:
   checks both agree).
 
 Items carry the lateness live classify would decide for them (monitor/core/lateness.py); late ones are not
-counted in the windows, as live.
+counted in the windows, as live. Before each evaluation the story pass (monitor/windows/stories.py) settles
+the stories of every item before the tick, in event-time order, as live does behind stream time, so rules
+that count stories see the same story columns as live.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from tqdm import tqdm
 from monitor.alerts.lifecycle import AlertEvaluator
 from monitor.alerts.rules import RuleSet
 from monitor.clock import INSTANT, to_micros
-from monitor.config import WindowSettings
+from monitor.config import StorySettings, WindowSettings
 from monitor.core.ticks import following_tick, next_window_end
 from monitor.records import ScoredItem
 from monitor.store import Store
@@ -63,9 +65,10 @@ class EventTimeReplay:
     """Feeds items to the aggregator and evaluates the rules tick by tick."""
 
     def __init__(self, store: Store, cfg: WindowSettings, rules: RuleSet, step: timedelta,
-                 prefill: bool = True) -> None:
+                 prefill: bool = True, stories: StorySettings | None = None) -> None:
         """`prefill=False` applies items tick by tick (the slow reference path, for tests)."""
-        self.aggregator = WindowAggregator(store, rule_windows(cfg, rules), TOPIC)
+        self.store = store
+        self.aggregator = WindowAggregator(store, rule_windows(cfg, rules), TOPIC, stories)
         self.evaluator = AlertEvaluator(store, rules, complete_only=True)
         self.specs = [parse_spec(size) for size in dict.fromkeys(rule.window for rule in rules.rules)]
         self.step, self.max_batch, self.prefill = step, cfg.max_batch, prefill
@@ -93,6 +96,7 @@ class EventTimeReplay:
                     applied = end
                 bar.update(upto - done)
                 done = upto
+                self._settle(tick)
                 self._evaluate(tick - INSTANT)
                 tick = following_tick(tick, self.step, bool(self.active), next_window_end(tick, self.specs, accepted))
         return self.stats
@@ -103,6 +107,11 @@ class EventTimeReplay:
             self.aggregator.apply([Delivery(items[i].src_partition, items[i].src_offset, items[i])
                                    for i in range(lo, hi)])
             self.stats.batches += 1
+
+    def _settle(self, tick: datetime) -> None:
+        """Stories of the items before `tick`: all of them are applied, as behind live stream time."""
+        with self.store.engine.begin() as conn:
+            self.aggregator.settle_stories(conn, to_micros(tick))
 
     def _evaluate(self, now: datetime) -> None:
         for change in self.evaluator.evaluate(now):
