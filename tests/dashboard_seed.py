@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from monitor.alerts.lifecycle import AlertEvaluator
 from monitor.alerts.rules import load_rules
 from monitor.classify.engine import load_classifier
+from monitor.clock import to_micros
 from monitor.config import Settings, load_settings
 from monitor.records import DeadLetter, RawItem, ScoredItem
 from monitor.sources.files import FileSource
@@ -64,9 +65,10 @@ def seed(store_url: str) -> list[ScoredItem]:
     store.create_schema()
     items = scored_demo_items()
     store.upsert_scored(items, datetime(2025, 3, 6, tzinfo=UTC))
-    WindowAggregator(store, settings.windows, settings.kafka.topics.scored).apply(
-        [Delivery(0, i, item) for i, item in enumerate(items)]
-    )
+    aggregator = WindowAggregator(store, settings.windows, settings.kafka.topics.scored, settings.stories)
+    aggregator.apply([Delivery(0, i, item) for i, item in enumerate(items)])
+    with store.engine.begin() as conn:  # no source marks in a seed: settle every story, as an idle stream does
+        aggregator.settle_stories(conn, max(to_micros(s.item.published_at) for s in items) + 1)
     store.add_dead_letters(
         [
             DeadLetter(

@@ -102,8 +102,10 @@ def test_stream_mode_fires_the_same_alerts_whatever_the_replay_speed(store_url: 
 
 def test_default_rules_load_and_cover_the_three_signals() -> None:
     rules = load_rules()
-    assert {r.name for r in rules.rules} == {"negative-share-surge", "sentiment-drop", "volume-spike"}
-    assert all(r.window == "5min" for r in rules.rules)
+    assert {r.name for r in rules.rules} == {"negative-share-surge", "sentiment-drop", "volume-spike",
+                                             "negative-story-burst"}
+    assert {r.window for r in rules.rules} == {"5min", "1h"}
+    assert all(r.min_stories >= 2 for r in rules.rules)  # the shipped rules count stories, not copies
 
 
 @pytest.mark.parametrize(
@@ -168,6 +170,8 @@ def test_burst_fires_default_rules_for_the_hot_ticker_only_and_resolves(store_ur
     assert by_rule["negative-share-surge"] == ["pending", "firing", "resolved"]
     assert by_rule["sentiment-drop"] == ["pending", "firing", "resolved"]
     assert by_rule["volume-spike"] == ["pending", "firing", "resolved"]  # for: 0s fires in the same pass
+    # 15 distinct negative stories in the burst's hour; its 1h window is still the latest at the end
+    assert by_rule.pop("negative-story-burst") == ["pending", "firing"]
     with store.engine.connect() as conn:
         hot = [a for a in astore.list_alerts(conn) if a["key"] == f"ticker:{HOT}" and a["rule"] in by_rule]
         notes = astore.notifications(conn)
@@ -410,7 +414,8 @@ def test_cli_lists_silences_and_acks(sqlite_url: str) -> None:
     runner = CliRunner()
     listed = json.loads(runner.invoke(cli, ["alerts", "list", "--json"], env=env).output)
     hot = [a for a in listed if a["key"] == f"ticker:{HOT}"]
-    assert {a["rule"] for a in hot} == {"negative-share-surge", "sentiment-drop", "volume-spike"}
+    assert {a["rule"] for a in hot} == {"negative-share-surge", "sentiment-drop", "volume-spike",
+                                        "negative-story-burst"}
     assert all(set(a) >= {"rule", "key", "state", "severity", "started_at", "resolved_at"} for a in listed)
     assert all(a["state"] in ("pending", "firing", "resolved") and a["resolved_at"] is None for a in hot)
     assert all(a["started_at"].endswith("Z") for a in listed)

@@ -25,7 +25,11 @@ NY = ZoneInfo("America/New_York")
 NEGATIVE = ["{t} shares plunge after accounting fraud probe, CEO resigns",
             "{t} stock crashes as company warns of bankruptcy",
             "{t} slumps after profit warning and job cuts",
-            "{t} downgraded to sell amid falling sales"]
+            "{t} downgraded to sell amid falling sales",
+            "{t} plunges as regulators sue over misleading investors",
+            "{t} shares tumble after massive product recall and losses",
+            "{t} collapses after auditor quits and earnings restated",
+            "{t} stock sinks on weak outlook and dividend cut"]
 POSITIVE = ["{t} shares jump after record quarterly revenue", "Analysts upgrade {t} to buy on strong demand",
             "{t} beats earnings estimates and raises full-year guidance"]
 NEUTRAL = ["{t} to present at investor conference next week", "{t} annual shareholder meeting scheduled for May",
@@ -82,13 +86,14 @@ TICKERS = ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG", "BAD"]
 
 
 def planted(tmp: Path) -> tuple[Path, Path]:
-    """Daily neutral chatter about every ticker; on BURST_DAY at 10:00 New York eight negative headlines about
-    BAD within four minutes; BAD then falls 3% a day for three days while the others drift randomly."""
+    """Daily neutral chatter about every ticker; on BURST_DAY at 10:00 New York eight distinct negative stories
+    about BAD within four minutes (the shipped rules count stories); BAD then falls 3% a day for three days
+    while the others drift randomly."""
     rng = np.random.default_rng(7)
     rows = [(at(day, 9 + i % 6, 7 * (i % 8)), t, NEUTRAL[(i + d) % 3].format(t=f"${t}"))
             for d, day in enumerate(DAYS) for i, t in enumerate(TICKERS)]
     burst = DAYS[BURST_DAY]
-    rows += [(at(burst, 10, k // 2, 30 * (k % 2)), "BAD", NEGATIVE[k % 4].format(t="$BAD")) for k in range(8)]
+    rows += [(at(burst, 10, k // 2, 30 * (k % 2)), "BAD", NEGATIVE[k].format(t="$BAD")) for k in range(8)]
     returns = {t: rng.normal(0, 0.004, len(DAYS)) for t in TICKERS}
     returns["BAD"][BURST_DAY + 1:BURST_DAY + 4] -= 0.03
     return write_feed(tmp / "feed.csv", rows), write_prices(tmp / "prices.csv", returns)
@@ -107,10 +112,14 @@ def test_planted_burst_alerts_and_shows_negative_car(planted_run: dict[str, Any]
     alerts = pd.read_csv(out / "alerts.csv")
     bad = alerts[alerts["key"] == "ticker:BAD"]
     assert "negative-share-surge" in set(bad["rule"])
+    assert "negative-story-burst" in set(bad["rule"])  # eight distinct negative stories within the hour
     fired = pd.to_datetime(bad["fired_at"], utc=True).dt.tz_convert(NY)
-    # fired from the burst, in event time: minutes after 10:00 New York on the burst day, not later
-    assert ((fired >= pd.Timestamp(at(DAYS[BURST_DAY], 10, 4))) & (fired <= pd.Timestamp(at(DAYS[BURST_DAY],
-                                                                                                10, 15)))).all()
+    # fired from the burst, in event time: minutes after 10:00 New York on the burst day (the 5-minute rules)
+    # or when its 1-hour window completes (negative-story-burst), not later
+    quick = (bad["rule"] != "negative-story-burst").to_numpy()
+    burst = DAYS[BURST_DAY]
+    assert ((fired[quick] >= pd.Timestamp(at(burst, 10, 4))) & (fired[quick] <= pd.Timestamp(at(burst, 10, 15)))).all()
+    assert (fired[~quick] < pd.Timestamp(at(burst, 11))).all()
     assert set(bad["session"]) == {DAYS[BURST_DAY].date().isoformat()}
     assert not alerts["key"].isin([f"ticker:{t}" for t in TICKERS if t != "BAD"]).any()  # chatter is quiet
     events = pd.read_csv(out / "events.csv")

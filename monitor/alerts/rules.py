@@ -11,14 +11,17 @@
       - name: negative-share-surge
         scope: ticker              # market | topic | ticker | all | an exact key | a list of these
         window: 5min               # a window size the aggregate stage computes
-        when: ["negative_share >= 0.6", "count >= 5"]   # all must hold; or {metric, op, value} objects
+        when: ["story_negative_share >= 0.6"]   # all must hold; or {metric, op, value} objects
+        min_count: 5               # at least this many items in the window (copies count)
+        min_stories: 5             # and this many distinct stories (monitor/windows/stories.py; default 0)
         for: 5min                  # how long the conditions must hold before the alert fires
         severity: warning          # info | warning | critical
         labels: {category: sentiment}
         channels: [log, ops]       # routing; defaults.channels when absent
         repeat_interval: 1h        # re-notify while firing; defaults.repeat_interval when absent
 
-A condition on a z-score that is not defined yet (too little history) does not hold.
+A condition on a z-score that is not defined yet (too little history) does not hold, nor one on a story
+metric (`story_sentiment`, `story_negative_share`) of a window whose stories are not settled yet.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ class Rule(BaseModel):
     window: str
     when: tuple[Condition, ...] = Field(min_length=1)
     min_count: int = Field(1, ge=1)
+    min_stories: int = Field(0, ge=0)
     for_: Duration = Field(timedelta(0), alias="for")
     severity: Literal["info", "warning", "critical"] = "warning"
     labels: dict[str, str] = Field(default_factory=dict)
@@ -130,7 +134,9 @@ class Rule(BaseModel):
         return any(s in ("all", kind, key) for s in self.scope)
 
     def matches(self, window: dict[str, Any]) -> bool:
-        return int(window.get("count") or 0) >= self.min_count and all(c.holds(window) for c in self.when)
+        return (int(window.get("count") or 0) >= self.min_count
+                and int(window.get("n_stories") or 0) >= self.min_stories
+                and all(c.holds(window) for c in self.when))
 
 
 class WebhookChannel(BaseModel):
