@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError, SQLA
 
 from monitor.errors import StoreError
 from monitor.records import DeadLetter, ScoredItem
+from monitor.store import windows as windows_store
 from monitor.store.migrate import add_missing_column
 from monitor.store.schema import aggregate_items, dead_letters, metadata, scored_items, unsettled_index, windows
 from monitor.store.times import as_utc as as_utc  # re-exported: callers import it from here and from monitor.store
@@ -89,6 +90,8 @@ class Store:
                 for name in ("story_text", "source", "story_id", "novelty"):  # the story pass (stories.py)
                     add_missing_column(self.engine, aggregate_items, name)
                 unsettled_index.create(self.engine, checkfirst=True)
+                with self.engine.begin() as conn:
+                    windows_store.retire_pre_story_items(conn)
                 for name in _STORY_WINDOW_COLUMNS:
                     add_missing_column(self.engine, windows, name)
                 return

@@ -12,7 +12,8 @@
     story_sentiment, story_negative_share              derived from the story sums (null until settled)
     volume_z, sentiment_z                              null until the key has enough baseline windows
 `aggregate_items` — one row per distinct item id: event time, `late`, its keys and integer contributions;
-    `story_text` and `source` for the story pass, and the `story_id` and `novelty` it decided (null: not yet).
+    `story_text` and `source` for the story pass, and the `story_id` and `novelty` it decided (null: not yet;
+    story_id '' with null novelty: stored before stories existed, never settled, see `retire_pre_story_items`).
 `window_late` — per key: how many distinct items their source delivered late (monitor/core/lateness.py).
 """
 
@@ -95,6 +96,16 @@ def unsettled_items(conn: Connection, until_us: int) -> list[Any]:
              .where(a.late.is_(False), a.story_id.is_(None), a.event_time < from_us(until_us).to_pydatetime())
              .order_by(a.event_time, a.item_id))
     return list(conn.execute(query).all())
+
+
+def retire_pre_story_items(conn: Connection) -> int:
+    """Mark items stored before the story columns existed (no story text) as never to be settled: their text
+    is gone, and settling a whole history at once would stall the first batch after an upgrade. Their windows
+    keep 0 stories. Cheap on later starts: only the (few) unsettled items are looked at."""
+    a = aggregate_items.c
+    result = conn.execute(update(aggregate_items).where(a.story_id.is_(None), a.story_text.is_(None))
+                          .values(story_id=""))
+    return int(result.rowcount or 0)
 
 
 def settle_items(conn: Connection, decided: Sequence[tuple[str, str, int]]) -> None:

@@ -1,0 +1,286 @@
+"""Story-aware windows (issue #13 part 3): stories settled at the watermark, counted by the shipped rules.
+
+- A burst of 60 copies of one negative story (retweets, syndicated variants) within an hour fires no
+  story-counting alert, while 12 distinct negative stories in the same hour fire `negative-story-burst`
+  (through the backtest's EventTimeReplay with the shipped rules, on a real store).
+- Determinism: one feed with near-duplicates, applied to the live aggregator in different batch splits and
+  interleavings of its source partitions, with source marks moving stream time, gives identical windows
+  (story columns included) and story ids, equal to a brute-force reference (MemoryStories in event-time
+  order + compute_windows), on SQLite and PostgreSQL.
+- Migration: a store created before the story columns gets them, with existing windows at 0 stories.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from monitor.alerts.rules import load_rules, parse_rules
+from monitor.clock import to_micros
+from monitor.config import load_settings
+from monitor.records import WINDOW_DERIVED, WINDOW_SUMS, RawItem, ScoredItem, SourceMark
+from monitor.store import Store
+from monitor.store import windows as wstore
+from monitor.store.schema import aggregate_items
+from monitor.stories import MemoryStories, StoryInput
+from monitor.windows.aggregator import Delivery, WindowAggregator
+from monitor.windows.engine import Baseline, compute_windows, item_values, items_frame
+from monitor.windows.keys import KeyExtractor, company_dictionary
+from monitor.windows.spec import parse_specs
+from pipelines.backtest.stream import EventTimeReplay, fired_alerts
+
+HOUR = datetime(2025, 6, 3, 14, tzinfo=UTC)  # a Tuesday, 10:00 New York
+PROBS = {"negative": (0.88, 0.08, 0.04), "neutral": (0.1, 0.7, 0.2), "positive": (0.04, 0.16, 0.8)}
+ORIGINAL = "Acme Biotech shares plunge after FDA rejects its lead cancer drug"
+COPIES = (
+    "RT @biotechwire: {o}",
+    "{o} https://t.co/x{n}",
+    "{o} - Reuters",
+    "{o} (Bloomberg)",
+    "$ACME {o}",
+    "BREAKING: {o}",
+    "RT @trader{n}: {o} $ACME",
+)
+DISTINCT = (  # twelve different bad-news stories about one company within the hour
+    "Dorsey Industries cuts full-year outlook as orders slump",
+    "SEC opens investigation into Dorsey accounting practices",
+    "Dorsey chief executive resigns effective immediately",
+    "Moody's downgrades Dorsey Industries credit rating to junk",
+    "Dorsey recalls 200,000 water heaters over fire hazard",
+    "Union workers walk out at three Dorsey plants",
+    "Dorsey misses second-quarter earnings estimates by a wide margin",
+    "Largest customer cancels multiyear contract with Dorsey",
+    "Dorsey suspends quarterly dividend to conserve cash",
+    "Short seller report accuses Dorsey of channel stuffing",
+    "Explosion halts production at Dorsey's Ohio factory",
+    "Dorsey faces class action over misleading investor statements",
+)
+
+
+def scored(item_id: str, title: str, when: datetime, ticker: str, label: str = "negative",
+           source: str = "wire", partition: int = 0, offset: int = 0) -> ScoredItem:
+    neg, neu, pos = PROBS[label]
+    raw = RawItem(id=item_id, title=title, published_at=when, source=source, tickers=(ticker,))
+    return ScoredItem(item=raw, topic="markets", topic_probs={"markets": 1.0}, sentiment=label,
+                      sentiment_probs={"negative": neg, "neutral": neu, "positive": pos}, model_version="test",
+                      scored_at=when, src_partition=partition, src_offset=offset)
+
+
+def copies_and_distinct() -> list[ScoredItem]:
+    """60 copies of one negative Acme story and 12 distinct negative Dorsey stories, within one hour."""
+    items = [scored(f"acme-{n}", COPIES[n % len(COPIES)].format(o=ORIGINAL, n=n) if n else ORIGINAL,
+                    HOUR + timedelta(seconds=55 * n), "ACME", source=f"src{n % 5}") for n in range(60)]
+    items += [scored(f"dors-{k}", title, HOUR + timedelta(minutes=4 * k + 1), "DRSY")
+              for k, title in enumerate(DISTINCT)]
+    return sorted(items, key=lambda s: (s.item.published_at, s.item.id))
+
+
+RAW_BURST = parse_rules("""
+rules:
+  - name: raw-negative-burst
+    scope: ticker
+    window: 1h
+    when: ["count >= 8", "negative_share >= 0.5"]
+""")
+
+
+def replay(url: str, rules: Any, items: list[ScoredItem]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    store = Store(url)
+    store.create_schema()
+    settings = load_settings(None, store_url=url)
+    EventTimeReplay(store, settings.windows, rules, timedelta(minutes=5), stories=settings.stories).run(
+        items, progress=False)
+    with store.engine.connect() as conn:
+        windows = wstore.all_windows(conn)
+    alerts = fired_alerts(store)
+    store.dispose()
+    return alerts, windows
+
+
+def test_sixty_copies_fire_no_story_alert_while_twelve_distinct_stories_do(store_url: str) -> None:
+    alerts, windows = replay(store_url, load_rules(), copies_and_distinct())
+    fired = set(zip(alerts["rule"], alerts["key"], strict=True))
+    assert not [f for f in fired if f[1] == "ticker:ACME"], fired  # one story, however many copies
+    assert ("negative-story-burst", "ticker:DRSY") in fired
+    hour = windows[(windows["size"] == "1h") & windows["key"].isin(["ticker:ACME", "ticker:DRSY"])]
+    by_key = hour.set_index("key")
+    assert by_key.loc["ticker:ACME", "count"] == 60 and by_key.loc["ticker:ACME", "n_stories"] == 1
+    assert by_key.loc["ticker:DRSY", "count"] == 12 and by_key.loc["ticker:DRSY", "n_negative_stories"] == 12
+    assert by_key.loc["ticker:DRSY", "story_negative_share"] == 1.0
+    # copies weigh less and less: Acme's novelty-weighted sentiment is as negative as one item's score
+    assert by_key.loc["ticker:ACME", "story_sentiment"] == pytest.approx(-0.84, abs=1e-6)
+
+
+def test_counting_copies_would_fire_on_the_syndicated_story(sqlite_url: str) -> None:
+    """The contrast: a rule on raw counts fires for the 60 copies (what the shipped rules no longer do)."""
+    alerts, _ = replay(sqlite_url, RAW_BURST, copies_and_distinct())
+    assert {"ticker:ACME", "ticker:DRSY"} <= set(alerts["key"])
+
+
+# --- determinism --------------------------------------------------------------------------------------
+
+
+def near_duplicate_feed(rng: random.Random) -> list[ScoredItem]:
+    """Three source partitions over four hours: distinct headlines, copies of them (some across sources and
+    partitions), two tickers, mixed labels; each partition time-ordered, as its source delivers it."""
+    base = ["{c} raises dividend after record quarter", "{c} shares slide as iPhone sales disappoint",
+            "{c} to cut 5,000 jobs in restructuring", "{c} wins $2 billion defense contract",
+            "Regulators fine {c} over data breach", "{c} names new chief executive from rival"]
+    companies = {"AAPL": "Apple", "MSFT": "Microsoft"}
+    out, offsets = [], [0, 0, 0]
+    t = HOUR
+    for n in range(90):
+        t += timedelta(seconds=rng.choice([20, 40, 90, 300]))
+        ticker = rng.choice(list(companies))
+        headline = rng.choice(base).format(c=companies[ticker])
+        if rng.random() < 0.5:
+            headline = rng.choice(["RT @desk: {h}", "{h} - Reuters", "{h} https://t.co/a{n}"]).format(h=headline, n=n)
+        label = rng.choice(list(PROBS))
+        part = rng.randrange(3)
+        out.append(scored(f"n{n:03d}", headline, t, ticker, label, f"src{part}", part, offsets[part]))
+        offsets[part] += 1
+    return out
+
+
+def deliveries(items: list[ScoredItem], rng: random.Random) -> list[list[ScoredItem]]:
+    """A random interleaving of the partitions (each in order) cut into random batches."""
+    queues = [[s for s in items if s.src_partition == p] for p in range(3)]
+    merged = []
+    while any(queues):
+        merged.append(rng.choice([q for q in queues if q]).pop(0))
+    batches, i = [], 0
+    while i < len(merged):
+        n = rng.randint(1, 12)
+        batches.append(merged[i : i + n])
+        i += n
+    return batches
+
+
+def marks_for(items: list[ScoredItem], idle: bool = False) -> list[tuple[int, SourceMark]]:
+    """What a classify worker sends after `items`: per source partition, the newest event time delivered."""
+    out = []
+    for p in range(3):
+        mine = [s for s in items if s.src_partition == p]
+        if mine:
+            last = max(s.item.published_at for s in mine)
+            out.append((0, SourceMark("raw", p, max(s.src_offset for s in mine), last, idle, 1, last, 0, 3)))
+    return out
+
+
+def live_run(url: str, items: list[ScoredItem], rng: random.Random) -> tuple[pd.DataFrame, dict[str, Any]]:
+    store = Store(url)
+    store.create_schema()
+    settings = load_settings(None, store_url=url)
+    aggregator = WindowAggregator(store, settings.windows, "scored", settings.stories)
+    seen: list[ScoredItem] = []
+    for batch in deliveries(items, rng):
+        seen += batch
+        aggregator.apply([Delivery(0, s.src_offset, s) for s in batch], marks_for(seen))
+    aggregator.apply([], marks_for(seen, idle=True))  # caught up: every source idle, everything settles
+    with store.engine.connect() as conn:
+        windows = wstore.all_windows(conn).drop(columns=["window_start", "window_end"]).reset_index(drop=True)
+        stories = {r.item_id: (r.story_id, r.novelty) for r in conn.execute(aggregate_items.select())}
+    store.dispose()
+    return windows, stories
+
+
+def reference(items: list[ScoredItem]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Brute force: stories in (event time, id) order in memory, then every window from scratch."""
+    settings = load_settings(None)
+    ordered = sorted(items, key=lambda s: (s.item.published_at, s.item.id))
+    extractor = KeyExtractor(company_dictionary(settings.windows))
+    keys = [list(extractor.keys(s)) for s in ordered]
+    done = MemoryStories(settings.stories).assign(
+        [StoryInput(s.item.id, s.item.text, s.item.source, s.item.published_at,
+                    tuple(k.split(":", 1)[1] for k in k_ if k.startswith("ticker:")))
+         for s, k_ in zip(ordered, keys, strict=True)])
+    frame = items_frame([item_values(s) for s in ordered], keys)
+    frame["novelty"] = [a.novelty for a in done]
+    specs = parse_specs(settings.windows.sizes)
+    windows = compute_windows(frame, specs, Baseline.from_settings(settings.windows))
+    return windows, {a.item_id: (a.story_id, a.novelty) for a in done}
+
+
+COMPARED = ["size", "key", "start_us", *WINDOW_SUMS, *WINDOW_DERIVED, "volume_z", "sentiment_z"]
+
+
+def test_stories_and_windows_do_not_depend_on_batches_or_interleaving(store_url: str, tmp_path: Any) -> None:
+    items = near_duplicate_feed(random.Random(11))
+    want_windows, want_stories = reference(items)
+    assert len(set(story for story, _ in want_stories.values())) < len(items) - 20  # copies did join stories
+    want = want_windows[COMPARED].sort_values(["size", "key", "start_us"]).reset_index(drop=True)
+    for seed in (1, 2, 3):
+        url = store_url if seed == 1 else f"sqlite:///{tmp_path / f'run{seed}.db'}"
+        got_windows, got_stories = live_run(url, items, random.Random(seed))
+        assert got_stories == want_stories
+        got = got_windows[COMPARED].sort_values(["size", "key", "start_us"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want, check_dtype=False, atol=1e-9)
+
+
+def test_story_pass_settles_only_behind_stream_time(sqlite_url: str) -> None:
+    """Before stream time passes an item, its story is open (null) and its windows count no story for it."""
+    items = near_duplicate_feed(random.Random(5))
+    assert {s.src_partition for s in items} == {0, 1, 2}
+    store = Store(sqlite_url)
+    store.create_schema()
+    settings = load_settings(None, store_url=sqlite_url)
+    aggregator = WindowAggregator(store, settings.windows, "scored", settings.stories)
+    aggregator.apply([Delivery(0, s.src_offset, s) for s in items], marks_for(items))
+    complete = min(max(to_micros(s.item.published_at) for s in items if s.src_partition == p) for p in range(3))
+    complete -= int(settings.windows.grace.total_seconds() * 1_000_000)
+    with store.engine.connect() as conn:
+        rows = {r.item_id: r for r in conn.execute(aggregate_items.select())}
+    settled = {s.item.id: rows[s.item.id].story_id is not None for s in items}
+    assert settled == {s.item.id: to_micros(s.item.published_at) < complete for s in items}
+    assert 0 < sum(settled.values()) < len(items)
+    store.dispose()
+
+
+# --- migration -----------------------------------------------------------------------------------------
+
+
+OLD_COLUMNS = {"aggregate_items": ("story_text", "source", "story_id", "novelty"),
+               "windows": ("n_stories", "n_negative_stories", "sum_novelty", "sum_nov_score_u", "story_sentiment",
+                           "story_negative_share")}
+
+
+def test_a_store_from_before_stories_gains_the_columns(store_url: str) -> None:
+    items = copies_and_distinct()[:10]
+    store = Store(store_url)
+    store.create_schema()
+    settings = load_settings(None, store_url=store_url)
+    WindowAggregator(store, settings.windows, "scored").apply([Delivery(0, i, s) for i, s in enumerate(items)])
+    with store.engine.begin() as conn:  # back to the old schema: no story columns, no unsettled index
+        conn.execute(text("DROP INDEX ix_aggregate_items_unsettled"))
+        for table, columns in OLD_COLUMNS.items():
+            for column in columns:
+                conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+    store.dispose()
+
+    store = Store(store_url)
+    store.create_schema()
+    store.create_schema()  # idempotent
+    with store.engine.connect() as conn:
+        before = wstore.all_windows(conn)
+    assert (before["n_stories"] == 0).all() and (before["sum_novelty"] == 0).all()
+    assert before["story_sentiment"].isna().all()
+    aggregator = WindowAggregator(store, settings.windows, "scored", settings.stories)
+    later = scored("late-news", "Acme Biotech to appeal FDA decision", HOUR + timedelta(minutes=70), "ACME")
+    aggregator.apply([Delivery(0, 99, later)])
+    with store.engine.begin() as conn:
+        aggregator.settle_stories(conn, to_micros(HOUR + timedelta(hours=2)))
+    with store.engine.connect() as conn:
+        after = wstore.all_windows(conn)
+        rows = {r.item_id: r for r in conn.execute(aggregate_items.select())}
+    # items stored before the upgrade have no text to match: retired (''), never settled; the new one settles
+    assert {rows[s.item.id].story_id for s in items} == {""}
+    assert rows["late-news"].story_id and rows["late-news"].novelty == 100
+    day = parse_specs(("1D",))[0].label
+    market = after[(after["key"] == "market") & (after["size"] == day)].iloc[0]
+    assert market["count"] == 11 and market["n_stories"] == 1 and market["sum_novelty"] == 100
+    store.dispose()
