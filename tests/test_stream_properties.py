@@ -6,8 +6,10 @@ hours and with partitions that get no news at all. Each feed goes through
   (b) the live stage processors with 1 or 3 classify workers and 1 or 2 aggregators, crashes and
       rebalances, and stream-mode alerting evaluated at random moments while the stream is half done
       (tests/stream_sim.py; the real broker runs in tests/test_event_time.py),
-  (d) brute force: lateness by definition, windows recomputed from the accepted items in one batch, and
-      the rules evaluated at every tick with no skipping.
+  (d) brute force: lateness by definition, windows recomputed from the accepted items in one batch, their
+      stories settled in one pass, and the rules evaluated at every tick with no skipping.
+Story columns included: live settles stories behind stream time, the backtest before each tick, brute
+force at once; all in (event time, item id) order, so all agree (the feeds repeat headlines: copies join).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from monitor.core.lateness import replay_verdicts
 from monitor.records import decode_deadletter
 from monitor.store import Store
 from monitor.store import windows as wstore
+from monitor.store.schema import aggregate_items
 from monitor.windows.aggregator import Delivery, WindowAggregator
 from pipelines.backtest.stream import EventTimeReplay, fired_alerts
 from tests.stream_sim import simulate
@@ -55,7 +58,8 @@ rules:
     for: 30min
 """)
 COLS = ["key", "size", "start_us", "count", "n_negative", "n_neutral", "n_positive", "mean_sentiment",
-        "sentiment_index", "volume_z", "sentiment_z"]
+        "sentiment_index", "volume_z", "sentiment_z", "n_stories", "n_negative_stories", "sum_novelty",
+        "sum_nov_score_u", "story_sentiment", "story_negative_share"]
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +104,11 @@ def alert_rows(store: Store, end: datetime) -> list[tuple[str, str, str]]:
 
 def every_tick(store: Store, items: list, step: timedelta, end: datetime) -> None:  # type: ignore[type-arg]
     """Brute force: all accepted items applied at once, then the rules at every tick, none skipped."""
-    WindowAggregator(store, load_settings(None).windows.model_copy(update={"sizes": ("30min", "1h/30min")}),
-                     "brute").apply([Delivery(i, 0, s) for i, s in enumerate(items)])
+    aggregator = WindowAggregator(store, load_settings(None).windows.model_copy(
+        update={"sizes": ("30min", "1h/30min")}), "brute")
+    aggregator.apply([Delivery(i, 0, s) for i, s in enumerate(items)])
+    with store.engine.begin() as conn:  # stories: every accepted item, in one pass (event time, id order)
+        aggregator.settle_stories(conn, to_micros(end) + 1)
     evaluator = AlertEvaluator(store, RULES, complete_only=True)
     tick = next_tick(min(s.item.published_at for s in items), step)
     while tick <= end:
@@ -145,6 +152,10 @@ def test_random_feeds_agree_along_every_path(classifier, feed, seed: int, worker
         end = max(s.item.published_at for s in items)
         every_tick(brute, [s for s in ordered if not s.late], step, end)
 
+        with live.engine.connect() as conn:  # the finished stream settled the story of every accepted item
+            unsettled = conn.execute(aggregate_items.select().where(
+                aggregate_items.c.late.is_(False), aggregate_items.c.novelty.is_(None))).all()
+        assert not unsettled
         pd.testing.assert_frame_equal(windows_of(live), windows_of(core), check_dtype=False, atol=1e-9)
         pd.testing.assert_frame_equal(windows_of(live), windows_of(brute), check_dtype=False, atol=1e-9)
         rows = {"live": alert_rows(live, end), "core": alert_rows(core, end), "brute": alert_rows(brute, end)}
