@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -230,7 +231,8 @@ def test_story_pass_settles_only_behind_stream_time(sqlite_url: str) -> None:
     store.create_schema()
     settings = load_settings(None, store_url=sqlite_url)
     aggregator = WindowAggregator(store, settings.windows, "scored", settings.stories)
-    aggregator.apply([Delivery(0, s.src_offset, s) for s in items], marks_for(items))
+    late = replace(scored("old", "Apple shares slide as iPhone sales disappoint", HOUR, "AAPL"), late=True)
+    aggregator.apply([Delivery(0, s.src_offset, s) for s in items] + [Delivery(0, 999, late)], marks_for(items))
     complete = min(max(to_micros(s.item.published_at) for s in items if s.src_partition == p) for p in range(3))
     complete -= int(settings.windows.grace.total_seconds() * 1_000_000)
     with store.engine.connect() as conn:
@@ -238,6 +240,7 @@ def test_story_pass_settles_only_behind_stream_time(sqlite_url: str) -> None:
     settled = {s.item.id: rows[s.item.id].story_id is not None for s in items}
     assert settled == {s.item.id: to_micros(s.item.published_at) < complete for s in items}
     assert 0 < sum(settled.values()) < len(items)
+    assert rows["old"].story_id == "" and rows["old"].novelty is None  # late: in no window, never settled
     store.dispose()
 
 

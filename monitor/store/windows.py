@@ -13,7 +13,7 @@
     volume_z, sentiment_z                              null until the key has enough baseline windows
 `aggregate_items` — one row per distinct item id: event time, `late`, its keys and integer contributions;
     `story_text` and `source` for the story pass, and the `story_id` and `novelty` it decided (null: not yet;
-    story_id '' with null novelty: stored before stories existed, never settled, see `retire_pre_story_items`).
+    story_id '' with null novelty: never settled, as the item is late or was stored before stories existed).
 `window_late` — per key: how many distinct items their source delivered late (monitor/core/lateness.py).
 """
 

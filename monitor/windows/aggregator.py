@@ -129,6 +129,8 @@ class WindowAggregator:
             rows.append({**{k: v[k] for k in ("item_id", "label", "score_u", "conf_u", "conf_score_u")},
                          "event_time": d.scored.item.published_at, "late": decided[d.scored.item.id],
                          "story_text": story_text(d.scored.item.text), "source": d.scored.item.source,
+                         # a late item is in no window: never settled ('' keeps it out of the pass's index)
+                         "story_id": "" if decided[d.scored.item.id] else None,
                          "keys": list(self.keys.keys(d.scored)), "src_partition": d.partition,
                          "src_offset": d.offset})
         return wstore.insert_items(conn, rows)
