@@ -28,14 +28,14 @@ from monitor.store import windows as wstore
 from monitor.stories import StoryInput
 from monitor.stories.index import StoryIndex
 from monitor.timestamps import to_us
-from monitor.windows.derived import rederive
-from monitor.windows.engine import STORY_SUM_COLUMNS, Baseline, explode_keys, story_sums
+from monitor.windows.derived import rederive_stories
+from monitor.windows.engine import STORY_SUM_COLUMNS, explode_keys, story_sums
 from monitor.windows.spec import WindowSpec
 
 STORY_TEXT_CHARS = 4000  # of title + body: enough for MinHash to tell stories apart, bounded per row
 
 
-def settle_stories(conn: Connection, index: StoryIndex, specs: Sequence[WindowSpec], baseline: Baseline,
+def settle_stories(conn: Connection, index: StoryIndex, specs: Sequence[WindowSpec],
                    until_us: int, now: datetime | None = None) -> list[WindowRow]:
     """Settle every unsettled accepted item before `until_us`; return the window rows that changed."""
     rows = wstore.unsettled_items(conn, until_us)
@@ -54,7 +54,7 @@ def settle_stories(conn: Connection, index: StoryIndex, specs: Sequence[WindowSp
     for spec in specs:
         sums = story_sums(exploded, spec)
         wstore.add_sums(conn, spec.label, spec.size_us, sums, STORY_SUM_COLUMNS)
-        out.extend(rederive(conn, spec, baseline, sums[["key", "start_us"]]))
+        out.extend(rederive_stories(conn, spec, sums[["key", "start_us"]]))
     return out
 
 
