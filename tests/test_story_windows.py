@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -287,3 +288,46 @@ def test_a_store_from_before_stories_gains_the_columns(store_url: str) -> None:
     market = after[(after["key"] == "market") & (after["size"] == day)].iloc[0]
     assert market["count"] == 11 and market["n_stories"] == 1 and market["sum_novelty"] == 100
     store.dispose()
+
+
+# --- compatibility ---------------------------------------------------------------------------------------
+
+
+def test_window_messages_from_an_older_aggregate_stage_are_still_window_rows() -> None:
+    """sentiment.windows rows published before the story fields existed are read, not dead-lettered."""
+    from monitor.records import WINDOW_ROW_FIELDS, WindowRow
+    from monitor.stages.alerting import _check
+
+    now = datetime(2025, 6, 3, 14, tzinfo=UTC)
+    row = WindowRow.from_mapping({"key": "market", "size": "5min", "window_start": now, "window_end": now,
+                                  "count": 3, "n_negative": 1, "n_neutral": 1, "n_positive": 1,
+                                  "mean_sentiment": 0.1, "negative_share": 1 / 3, "neutral_share": 1 / 3,
+                                  "positive_share": 1 / 3, "sentiment_index": 0.1, "volume_z": None,
+                                  "sentiment_z": None})
+    assert row.n_stories == 0 and row.story_sentiment is None
+    wire = row.to_wire()
+    assert set(wire) == set(WINDOW_ROW_FIELDS)
+    old = {k: v for k, v in wire.items() if not k.startswith(("n_stories", "n_negative_stories", "story_"))}
+    assert _check(json.dumps(old).encode()) is None
+    assert _check(json.dumps(wire).encode()) is None
+    assert _check(json.dumps({"key": "market"}).encode()) is not None
+
+
+def test_story_sums_are_exact_and_absent_until_novelty_is_known() -> None:
+    """The arithmetic: heads count as stories, novelty x score / 100 rounds half away from zero."""
+    settings = load_settings(None)
+    specs = parse_specs(("1h",))
+    items = [scored("a", "Apple shares slide as iPhone sales disappoint", HOUR, "AAPL"),
+             scored("b", "RT @x: Apple shares slide as iPhone sales disappoint", HOUR + timedelta(minutes=1), "AAPL"),
+             scored("c", "Apple wins antitrust appeal in Europe", HOUR + timedelta(minutes=2), "AAPL", "positive")]
+    frame = items_frame([item_values(s) for s in items], [["ticker:AAPL"]] * 3)
+    unsettled = compute_windows(frame, specs, Baseline.from_settings(settings.windows)).iloc[0]
+    assert unsettled["count"] == 3 and unsettled["n_stories"] == 0 and unsettled["sum_novelty"] == 0
+    assert pd.isna(unsettled["story_sentiment"]) and pd.isna(unsettled["story_negative_share"])
+    frame["novelty"] = [100, 75, 100]
+    window = compute_windows(frame, specs, Baseline.from_settings(settings.windows)).iloc[0]
+    # scores: -0.84, -0.84, +0.76 (micro-units -840000, -840000, 760000)
+    assert (window["n_stories"], window["n_negative_stories"], window["sum_novelty"]) == (2, 1, 275)
+    assert window["sum_nov_score_u"] == -840000 - 630000 + 760000
+    assert window["story_sentiment"] == pytest.approx(100 * -710000 / 275 / 1e6)
+    assert window["story_negative_share"] == 0.5
