@@ -95,7 +95,10 @@ def unsettled_items(conn: Connection, until_us: int) -> list[Any]:
     query = (select(a.item_id, a.event_time, a["keys"], a.label, a.score_u, a.story_text, a.source)
              .where(a.late.is_(False), a.story_id.is_(None), a.event_time < from_us(until_us).to_pydatetime())
              .order_by(a.event_time, a.item_id))
-    return list(conn.execute(query).all())
+    rows = list(conn.execute(query).all())
+    # ties on event time in code-point order of the id on every database (PostgreSQL's collation may differ)
+    rows.sort(key=lambda r: (as_utc(r.event_time), r.item_id))
+    return rows
 
 
 def retire_pre_story_items(conn: Connection) -> int:

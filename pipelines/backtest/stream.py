@@ -84,7 +84,7 @@ class EventTimeReplay:
         # prefilled runs apply `ahead` items beyond the tick, not all of them: the alert query scans the
         # windows ending after the tick, so a table full of future windows would make every tick slow
         ahead = PREFILL_AHEAD if self.prefill else 0
-        done = applied = 0
+        done = applied = settled = 0
         tick = following_tick(None, self.step, False, next_window_end(None, self.specs, accepted))
         with tqdm(total=len(items), desc="windows+alerts", unit="item", disable=not progress,
                   mininterval=1.0) as bar:
@@ -96,7 +96,9 @@ class EventTimeReplay:
                     applied = end
                 bar.update(upto - done)
                 done = upto
-                self._settle(tick)
+                if upto > settled:  # new items before the tick: settle their stories
+                    self._settle(tick)
+                    settled = upto
                 self._evaluate(tick - INSTANT)
                 tick = following_tick(tick, self.step, bool(self.active), next_window_end(tick, self.specs, accepted))
         return self.stats
