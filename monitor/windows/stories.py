@@ -11,6 +11,13 @@ windows. Every run of the same news, at any speed and after any outage, settles 
 order: the same stories, the same windows. The pass runs in the caller's transaction (the aggregator's, with
 the source marks that moved stream time; the backtest's before each evaluation), so an alert evaluated at a
 complete tick sees final story counts.
+
+Limits, by design: once every source is idle, everything delivered is settled (`processed + 1`); a source
+that wakes up again may then deliver an item older than what was settled (within its grace), which is
+settled in the next pass after newer items, as stream-mode alerts would already have passed it too.
+Stories trail live news by the grace (1 h by default): wall-clock alerting looks at a 5-minute window
+before its stories are settled, so story rules are for stream-mode alerting and longer windows.
+Late items and items stored before the story columns existed are never settled (`story_id` '').
 """
 
 from __future__ import annotations
