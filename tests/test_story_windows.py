@@ -331,3 +331,28 @@ def test_story_sums_are_exact_and_absent_until_novelty_is_known() -> None:
     assert window["sum_nov_score_u"] == -840000 - 630000 + 760000
     assert window["story_sentiment"] == pytest.approx(100 * -710000 / 275 / 1e6)
     assert window["story_negative_share"] == 0.5
+
+
+def test_live_aggregator_and_stream_mode_alerting_count_stories_too(sqlite_url: str) -> None:
+    """The live path: the aggregator settles stories with the marks, stream-mode alerting evaluates behind
+    them, evaluated while the stream is half done and at its end: the same verdict as the backtest."""
+    from monitor.alerts.service import AlertService, StreamClock
+
+    settings = load_settings(None, store_url=sqlite_url, alerts={"time_mode": "stream", "stream_step_s": 300})
+    store = Store(sqlite_url)
+    store.create_schema()
+    aggregator = WindowAggregator(store, settings.windows, "scored", settings.stories)
+    service = AlertService(settings, store, StreamClock(store, "scored", settings.windows.grace), load_rules())
+    closing = scored("close", "Markets close higher as oil prices ease", HOUR + timedelta(minutes=75), "SPY",
+                     "positive")
+    feed = [*copies_and_distinct(), closing]  # stream time must pass the end of the hour for its window
+    items = [replace(s, src_partition=i % 3, src_offset=i // 3) for i, s in enumerate(feed)]
+    for i in range(0, len(items), 7):
+        aggregator.apply([Delivery(0, s.src_offset, s) for s in items[i : i + 7]], marks_for(items[: i + 7]))
+        service.evaluate()
+    aggregator.apply([], marks_for(items, idle=True))
+    service.evaluate()
+    fired = set(zip(fired_alerts(store)["rule"], fired_alerts(store)["key"], strict=True))
+    assert ("negative-story-burst", "ticker:DRSY") in fired
+    assert not [f for f in fired if f[1] == "ticker:ACME"], fired
+    store.dispose()
