@@ -77,7 +77,7 @@ class Store:
 
     def create_schema(self) -> None:
         """Create missing tables (idempotent)."""
-        from monitor.store import heartbeats, outbox, prices  # noqa: F401  (lazy: registers their tables)
+        from monitor.store import heartbeats, outbox, prices, track  # noqa: F401  (lazy: registers their tables)
 
         for attempt in range(5):
             try:
