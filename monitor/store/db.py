@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError, SQLA
 from monitor.errors import StoreError
 from monitor.records import DeadLetter, ScoredItem
 from monitor.store.migrate import add_missing_column
-from monitor.store.schema import dead_letters, metadata, scored_items
+from monitor.store.schema import dead_letters, metadata, scored_items, source_marks
 from monitor.store.times import as_utc as as_utc  # re-exported: callers import it from here and from monitor.store
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class Store:
                 metadata.create_all(self.engine)
                 heartbeats.add_missing_columns(self.engine)
                 add_missing_column(self.engine, scored_items, "links")
+                add_missing_column(self.engine, source_marks, "feeds")
                 return
             except SQLAlchemyError as exc:
                 # Workers starting together race to create the same tables: the loser sees "already exists"

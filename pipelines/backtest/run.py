@@ -122,7 +122,8 @@ def score_items(cfg: BacktestConfig, settings: Settings, items: list[RawItem], s
     # lateness as live classify decides it for a replay of this feed (same keys, same partitions)
     grace_us = settings.windows.grace // INSTANT
     sources = replay_verdicts([item.id.encode("utf-8") for item in items],
-                              [to_micros(item.published_at) for item in items], settings.kafka.partitions, grace_us)
+                              [to_micros(item.published_at) for item in items], settings.kafka.partitions, grace_us,
+                              [item.source for item in items])
     linker = Linker.from_settings(settings)  # the same tickers and relevance as live classify
     return [build_scored(item, p, scorer.version, item.published_at, src_partition=part, src_offset=offset,
                          verdict=verdict, linker=linker)
