@@ -90,6 +90,12 @@ def alerts(store_url: str, key: str | None = None, since: datetime | None = None
     return q.alerts(store().engine, key=key, since=since)
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def track_records(store_url: str) -> dict[str, str]:
+    """rule -> its backtest track record, as one line (monitor/alerts/track.py)."""
+    return q.track_records(store().engine)
+
+
 @st.cache_data(ttl=TTL, show_spinner=False)
 def alert_counts(store_url: str) -> dict[str, int]:
     return q.alert_counts(store().engine)

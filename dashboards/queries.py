@@ -306,6 +306,15 @@ def add_silence(
         return astore.add_silence(conn, values)
 
 
+def track_records(engine: Engine) -> dict[str, str]:
+    """rule -> the one-line track record a saved backtest measured (`finmon backtest --save-track-record`)."""
+    from monitor.alerts.track import TrackRecord
+    from monitor.store.track import track_records as stored
+
+    with engine.connect() as conn:
+        return {rule: TrackRecord.from_mapping(row).describe() for rule, row in stored(conn).items()}
+
+
 def acknowledge(engine: Engine, alert_id: int, by: str, at: datetime) -> int:
     from monitor.store import alerts as astore
 

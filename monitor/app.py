@@ -72,6 +72,7 @@ def build_sink(settings: Settings, *, stop_after_idle: float | None = None, cloc
         max_batch=1000,
         max_wait_ms=100,
         fill_factor=settings.kafka.fill_factor,
+        max_fill_ms=settings.kafka.max_fill_ms,
         stop_after_idle=stop_after_idle,
         transient=TRANSIENT_ERRORS,
     )
@@ -94,6 +95,7 @@ def build_aggregate(
         max_batch=settings.windows.max_batch,
         max_wait_ms=100,
         fill_factor=settings.kafka.fill_factor,
+        max_fill_ms=settings.kafka.max_fill_ms,
         stop_after_idle=stop_after_idle,
         transient=TRANSIENT_ERRORS,
     )
@@ -137,6 +139,7 @@ def build_alerting(
         max_batch=2000,
         max_wait_ms=200,
         fill_factor=settings.kafka.fill_factor,
+        max_fill_ms=settings.kafka.max_fill_ms,
         stop_after_idle=stop_after_idle,
         transient=TRANSIENT_ERRORS,
     )

@@ -66,11 +66,12 @@ class KafkaSettings(BaseModel):
         "core per consumer, and the broker answering them).",
     )
     fill_factor: float = Field(
-        4.0, ge=0.0,
+        8.0, ge=0.0,
         description="Sink, aggregate and alerting let a batch fill up for this many times what their last batch "
-        "took to process (at most 2 s): in a catch-up their fixed cost per batch is then paid for many upstream "
-        "batches at once, leaving the CPU to the model. 0 keeps the plain short wait.",
+        "took to process (at most max_fill_ms): in a catch-up their fixed cost per batch is then paid for several "
+        "classify batches at once, leaving the CPU to the model. 0 keeps the plain short wait.",
     )
+    max_fill_ms: int = Field(5000, ge=0, description="Longest a sink, aggregate or alerting batch fills up.")
     max_poll_records: int = 2000
     max_request_bytes: int = Field(8 * 1024 * 1024, description="Producer request limit; above max_text_bytes.")
     connect_retry_s: float = Field(120.0, description="How long to keep retrying an unreachable broker.")

@@ -277,3 +277,28 @@ def test_prefilled_windows_give_the_same_alerts_as_tick_by_tick(planted_run: dic
         assert replay.stats.mode == ("prefilled" if prefill else "interleaved")
     assert len(results[0]) >= 2
     pd.testing.assert_frame_equal(results[0], results[1])
+
+
+def test_track_record_is_reported_and_saved_for_live_alerts(planted_run: dict[str, Any], tmp_path: Path) -> None:
+    """Each rule's record: the planted bad news is followed by three -3% days, so the surge rule's alerts went
+    its way; `--save-track-record` puts the records where live alerts read them."""
+    from monitor.store import Store
+    from monitor.store.track import track_records
+
+    record = planted_run["metrics"]["track_record"]["negative-share-surge"]
+    assert record["direction"] == "down" and record["n_alerts"] >= 1 and record["n_events"] >= 1
+    assert record["hit_rate_5d"] == 1.0 and record["car_5d"] < -0.06
+    assert set(planted_run["metrics"]["track_record"]) == {"negative-share-surge", "sentiment-drop", "volume-spike",
+                                                           "negative-story-burst"}
+    assert planted_run["metrics"]["track_record"]["negative-story-burst"]["direction"] == "down"
+
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    args = ["backtest", "--feed", str(planted_run["feed"]), "--prices", str(planted_run["prices"]), "--out",
+            str(tmp_path / "out"), "--cache-dir", str(planted_run["tmp"] / "cache"), "--quantize", "--no-progress",
+            *COLUMNS, "--save-track-record"]
+    result = CliRunner().invoke(cli, args, env={"FINMON_STORE_URL": url})
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    with Store(url).engine.connect() as conn:
+        saved = track_records(conn)
+    assert saved["negative-share-surge"]["car_5d"] == pytest.approx(record["car_5d"])
+    assert saved["negative-share-surge"]["source"] == f"backtest of {planted_run['feed'].name}"

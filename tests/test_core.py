@@ -22,25 +22,27 @@ BASE = datetime(2025, 1, 6, tzinfo=UTC)
 MIN = 60_000_000
 
 
-def brute_late(log: list[int | None], grace: int) -> list[bool]:
-    """late(i) = t_i < max of the earlier records' times - grace, by definition."""
+def brute_late(log: list[int | None], grace: int, feeds: list[str] | None = None) -> list[bool]:
+    """late(i) = t_i < max of the earlier records' times of the same feed - grace, by definition."""
+    feeds = feeds or [""] * len(log)
     out = []
     for i, t in enumerate(log):
-        earlier = [u for u in log[:i] if u is not None]
+        earlier = [u for u, f in zip(log[:i], feeds[:i], strict=True) if u is not None and f == feeds[i]]
         out.append(t is not None and bool(earlier) and t < max(earlier) - grace)
     return out
 
 
 times = st.one_of(st.none(), st.integers(0, 600).map(lambda m: m * MIN // 4))
+records = st.tuples(times, st.sampled_from(["wire", "rss", "slow"]))
 
 
 @settings(max_examples=60, deadline=None)
-@given(logs=st.dictionaries(st.integers(0, 3), st.lists(times, max_size=40), min_size=1, max_size=4),
+@given(logs=st.dictionaries(st.integers(0, 3), st.lists(records, max_size=40), min_size=1, max_size=4),
        grace_min=st.sampled_from([0, 5, 30]), seed=st.integers(0, 2**16))
-def test_workers_that_crash_and_rebalance_decide_like_one_pass(logs: dict[int, list[int | None]], grace_min: int,
-                                                              seed: int) -> None:
+def test_workers_that_crash_and_rebalance_decide_like_one_pass(logs: dict[int, list[tuple[int | None, str]]],
+                                                              grace_min: int, seed: int) -> None:
     grace, rng = grace_min * MIN, random.Random(seed)
-    snapshots: dict[tuple[int, int], int | None] = {}  # (partition, through offset) -> max time (the store)
+    snapshots: dict[tuple[int, int], SourceState] = {}  # (partition, through offset) -> state (the store)
     committed = dict.fromkeys(logs, 0)
     verdicts: dict[tuple[int, int], bool] = {}
     worker = SourceTracker(grace)
@@ -52,18 +54,20 @@ def test_workers_that_crash_and_rebalance_decide_like_one_pass(logs: dict[int, l
         for p in {p for p, _ in batch}:
             first = min(o for q, o in batch if q == p)
             if not worker.knows(p, first):
-                worker.restore(p, first, snapshots.get((p, first - 1)) if first else None)
+                saved = snapshots.get((p, first - 1)) if first else None
+                worker.restore(p, first, saved.max_t_us if saved else None, saved.feeds if saved else None)
         for p, o in batch:
-            verdict = worker.observe(p, o, logs[p][o]).late
+            verdict = worker.observe(p, o, *logs[p][o]).late
             assert verdicts.setdefault((p, o), verdict) == verdict  # a redelivered record: the same answer
         for p in {p for p, _ in batch}:
             state = worker.state_through(p, max(o for q, o in batch if q == p))
-            snapshots[(p, state.next_offset - 1)] = state.max_t_us
+            snapshots[(p, state.next_offset - 1)] = state
         if rng.random() < 0.8:  # the commit; otherwise the batch is redelivered
             for p, o in batch:
                 committed[p] = max(committed[p], o + 1)
     for p, log in logs.items():
-        assert [verdicts[(p, o)] for o in range(len(log))] == brute_late(log, grace)
+        assert [verdicts[(p, o)] for o in range(len(log))] == brute_late([t for t, _ in log], grace,
+                                                                         [f for _, f in log])
 
 
 def test_decide_all_and_replay_verdicts_agree_with_the_definition() -> None:
@@ -80,13 +84,30 @@ def test_decide_all_and_replay_verdicts_agree_with_the_definition() -> None:
     assert not any(v.late for _, _, v in replay_verdicts(keys, ordered, 8, 0))
 
 
+def test_a_slow_feed_is_not_late_because_a_fast_feed_shares_its_partition() -> None:
+    """A newswire an hour behind, or a feed whose first poll brings a day of history, keeps its items: each
+    feed is measured against itself. Out of order within its own feed, beyond the grace, is still late."""
+    rng = random.Random(9)
+    fast = [(1440 + i) * MIN for i in range(100)]  # today, in order
+    slow = [i * 10 * MIN for i in range(100)]  # yesterday's backlog, in order, published after today's news
+    log, feeds = fast + slow, ["wire"] * 100 + ["rss"] * 100
+    assert not any(v.late for v in decide_all([(0, t) for t in log], 20 * MIN, feeds))
+    assert all(v.late for v in decide_all([(0, t) for t in log], 20 * MIN)[100:])  # one feed: all late
+    shuffled = list(range(200))
+    rng.shuffle(shuffled)
+    got = decide_all([(0, log[i]) for i in shuffled], 20 * MIN, [feeds[i] for i in shuffled])
+    assert [v.late for v in got] == brute_late([log[i] for i in shuffled], 20 * MIN, [feeds[i] for i in shuffled])
+    keys = [f"id-{i}".encode() for i in range(200)]
+    assert not any(v.late for _, _, v in replay_verdicts(keys, log, 4, 20 * MIN, feeds))
+
+
 def test_verdicts_carry_the_source_time_they_were_measured_against() -> None:
     tracker = SourceTracker(10 * MIN)
     assert tracker.observe(0, 0, 100 * MIN).source_us is None
     verdict = tracker.observe(0, 1, 50 * MIN)
     assert verdict.late and verdict.source_us == 100 * MIN
     assert not tracker.observe(0, 2, 95 * MIN).late
-    assert tracker.snapshot([0]) == {0: SourceState(3, 100 * MIN)}
+    assert tracker.state_through(0, 2) == SourceState(3, 100 * MIN, {"": 100 * MIN})
     assert tracker.watermark(0) == 90 * MIN
 
 

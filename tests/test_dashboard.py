@@ -142,3 +142,19 @@ def test_alerts_page_shows_evidence_and_writes_silences(page, seeded: str) -> No
     with Store(seeded).engine.connect() as conn:
         silences = astore.list_silences(conn)
     assert any(s["rule"] == "negative-share-surge" and s["key"] == "ticker:HALC" for s in silences)
+
+
+def test_alerts_page_shows_each_rules_track_record(page, seeded: str) -> None:
+    from datetime import UTC, datetime
+
+    from monitor.alerts.track import TrackRecord
+    from monitor.store import Store
+    from monitor.store.track import save_track_records
+
+    record = TrackRecord(rule="negative-share-surge", source="backtest of demo.jsonl",
+                         computed_at=datetime(2026, 11, 30, tzinfo=UTC), direction="down", n_alerts=12, n_events=9,
+                         hit_rate_1d=0.56, hit_rate_5d=0.67, car_1d=-0.002, car_5d=-0.011, t_1d=-0.8, t_5d=-2.3)
+    with Store(seeded).engine.begin() as conn:
+        save_track_records(conn, [record.to_json() | {"computed_at": record.computed_at}])
+    captions = [c.value for c in page("alerts").caption]
+    assert any("track record (backtest of demo.jsonl): fired 12x, 9 priced events" in c for c in captions)

@@ -127,3 +127,24 @@ def test_an_older_store_gains_the_heartbeat_lag_column(store_url: str) -> None:
     beat(store.engine, row)
     assert heartbeats(store.engine)[0]["lag"] == {"news.scored[0]": 3}
     store.dispose()
+
+
+def test_source_snapshots_keep_each_feeds_event_time(store_url: str) -> None:
+    """A classify worker that takes a partition over resumes its lateness per feed, exactly at the commit."""
+    from monitor.core.lateness import SourceState
+    from monitor.store import sources as sstore
+
+    store = Store(store_url)
+    store.create_schema()
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        sstore.save_snapshots(conn, "news.raw", {0: SourceState(10, 500, {"wire": 500, "rss": 120}),
+                                                 1: SourceState(3, None, {})}, now)
+    with store.engine.connect() as conn:
+        assert sstore.load_snapshot(conn, "news.raw", 0, 10) == (SourceState(10, 500, {"wire": 500, "rss": 120}),
+                                                                  True)
+        assert sstore.load_snapshot(conn, "news.raw", 0, 14) == (SourceState(14, 500, {"wire": 500, "rss": 120}),
+                                                                  False)  # an earlier one stands in
+        assert sstore.load_snapshot(conn, "news.raw", 1, 3) == (SourceState(3, None, {}), True)
+        assert sstore.load_snapshot(conn, "news.raw", 2, 5) == (SourceState(5), False)  # none at all
+        assert sstore.load_snapshot(conn, "news.raw", 2, 0) == (SourceState(0), True)  # the very start

@@ -78,12 +78,15 @@ def _list(frame: pd.DataFrame) -> None:
     for col, state in zip(cols, ("firing", "pending", "resolved"), strict=True):
         col.metric(state.capitalize(), int(counts.get(state, 0)))
     shown = st.multiselect("States", list(STATE_LABELS), default=list(STATE_LABELS), key="alert_states")
+    records = data.track_records(data.url())
     for _, alert in frame[frame["state"].isin(shown)].head(50).iterrows():
         title = (
             f"{STATE_LABELS.get(alert['state'], alert['state'])} {alert['rule']} — {alert['key']} ({alert['severity']})"
         )
         with st.expander(f"{title}, since {pd.Timestamp(alert['started_at']):%Y-%m-%d %H:%M} UTC"):
             st.write(alert["summary"] or "")
+            st.caption(records.get(alert["rule"], "No track record yet: `finmon backtest --save-track-record` "
+                                                  "measures what this rule's alerts were followed by."))
             _evidence(alert)
 
 

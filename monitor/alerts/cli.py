@@ -10,10 +10,12 @@ import click
 import pandas as pd
 
 from monitor.alerts.lifecycle import iso
+from monitor.alerts.track import TrackRecord
 from monitor.clock import SystemClock
 from monitor.records import WINDOW_DERIVED, WINDOW_ZSCORES
 from monitor.store import Store
 from monitor.store import alerts as astore
+from monitor.store.track import track_records
 from monitor.store.windows import read_windows
 from monitor.windows import WindowError, parse_spec
 
@@ -51,7 +53,9 @@ def _plain(value: Any) -> Any:
 def list_alerts(store: Store, as_json: bool, show_all: bool) -> None:
     states = (*astore.LISTED, "inactive") if show_all else astore.LISTED
     with store.engine.connect() as conn:
-        rows = [{f: _plain(a[f]) for f in ALERT_FIELDS} for a in astore.list_alerts(conn, states)]
+        records = {rule: TrackRecord.from_mapping(r).to_json() for rule, r in track_records(conn).items()}
+        rows = [{f: _plain(a[f]) for f in ALERT_FIELDS} | {"track_record": records.get(a["rule"])}
+                for a in astore.list_alerts(conn, states)]
     if as_json:
         click.echo(json.dumps(rows))
         return

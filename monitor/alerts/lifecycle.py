@@ -27,8 +27,10 @@ from monitor.alerts.decide import (
     summarize,
 )
 from monitor.alerts.rules import RuleSet
+from monitor.alerts.track import TrackRecord
 from monitor.store import Store
 from monitor.store import alerts as astore
+from monitor.store.track import track_records
 from monitor.store.windows import windows_in_view
 from monitor.windows import parse_spec
 
@@ -78,9 +80,13 @@ class AlertEvaluator:
         return transitions
 
     def _enqueue(self, conn: Connection, groups: Groups, now: datetime) -> None:
+        records = track_records(conn) if groups else {}
         for (rule_name, kind), members in sorted(groups.items()):
             rule = self.rules.rule(rule_name)
             channels = self.rules.channels_of(rule) if rule is not None else self.rules.defaults.channels
             payload = notification_payload(rule_name, kind, members, now)
+            if rule_name in records:  # what this rule's alerts were followed by in the saved backtest
+                record = TrackRecord.from_mapping(records[rule_name])
+                payload.update(track_record=record.to_json(), track_record_text=record.describe())
             for channel in channels:
                 astore.enqueue(conn, channel, kind, payload, now)

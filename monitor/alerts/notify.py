@@ -67,6 +67,8 @@ def slack_body(payload: dict[str, Any]) -> dict[str, Any]:
                     "fields": [{"title": "state", "value": a["state"], "short": True},
                                {"title": "severity", "value": a["severity"], "short": True}]}
                    for a in payload.get("alerts", [])]
+    if payload.get("track_record_text"):
+        attachments.append({"color": "#cccccc", "title": "track record", "text": payload["track_record_text"]})
     return {"text": payload["title"], "attachments": attachments}
 
 
@@ -75,6 +77,8 @@ def render_text(payload: dict[str, Any]) -> str:
     for alert in payload.get("alerts", []):
         lines.append(f"- {alert.get('summary') or alert['key']} [state {alert['state']}, since "
                      f"{alert.get('started_at')}]")
+    if payload.get("track_record_text"):
+        lines += ["", payload["track_record_text"]]
     if payload.get("text"):
         lines.append(payload["text"])
     return "\n".join(lines)

@@ -68,10 +68,11 @@ class AggregateProcessor:
     def _late_detail(self, d: Delivery) -> str:
         scored, grace = d.scored, format_duration(self.aggregator.grace_us)
         newer = scored.source_time.isoformat() if scored.source_time else "?"
+        feed = f"feed {scored.item.source!r}" if scored.item.source else "its feed (no source given)"
         return (f"published_at {scored.item.published_at.isoformat()} is more than the grace ({grace}) before "
-                f"{newer}, the newest event time its source {self.settings.kafka.topics.raw}[{scored.src_partition}] "
-                f"had delivered before it (offset {scored.src_offset}); the source delivers out of order: raise "
-                "FINMON_WINDOWS__GRACE to accept items this late")
+                f"{newer}, the newest event time {feed} had delivered on "
+                f"{self.settings.kafka.topics.raw}[{scored.src_partition}] before it (offset {scored.src_offset}); "
+                "the feed delivers out of order: raise FINMON_WINDOWS__GRACE to accept items this late")
 
     def close(self) -> None:
         self.store.dispose()

@@ -64,7 +64,7 @@ class ClassifyProcessor:
                 out.append(dead_letter_message(self.settings, record, self.stage, exc.reason, exc.detail, self.clock))
                 continue
             good.append((record, item, self.tracker.observe(record.partition, record.offset,
-                                                             to_micros(item.published_at))))
+                                                             to_micros(item.published_at), item.source)))
         if good:
             # Emitting in event-time order keeps news.scored roughly ordered (nicer for anyone tailing it);
             # lateness no longer depends on that order: it was decided above, per source partition.
@@ -86,11 +86,11 @@ class ClassifyProcessor:
             return
         with self.store.engine.connect() as conn:
             for partition, offset in stale.items():
-                max_t, exact = sstore.load_snapshot(conn, self.topics.raw, partition, offset)
+                state, exact = sstore.load_snapshot(conn, self.topics.raw, partition, offset)
                 if not exact:
                     log.warning("classify: no source snapshot at %s[%d]@%d; resuming lateness from the newest "
                                 "earlier one", self.topics.raw, partition, offset - 1)
-                self.tracker.restore(partition, offset, max_t)
+                self.tracker.restore(partition, offset, state.max_t_us, state.feeds)
 
     def _save(self, last: dict[int, int], now: datetime) -> None:
         """Snapshots as of the batch's last offsets, before the runner commits right after them: a successor

@@ -22,7 +22,15 @@ from monitor.errors import StoreError
 from monitor.records import DeadLetter, ScoredItem
 from monitor.store import windows as windows_store
 from monitor.store.migrate import add_missing_column
-from monitor.store.schema import aggregate_items, dead_letters, metadata, scored_items, unsettled_index, windows
+from monitor.store.schema import (
+    aggregate_items,
+    dead_letters,
+    metadata,
+    scored_items,
+    source_marks,
+    unsettled_index,
+    windows,
+)
 from monitor.store.times import as_utc as as_utc  # re-exported: callers import it from here and from monitor.store
 
 log = logging.getLogger(__name__)
@@ -80,13 +88,14 @@ class Store:
 
     def create_schema(self) -> None:
         """Create missing tables (idempotent)."""
-        from monitor.store import heartbeats, outbox, prices  # noqa: F401  (lazy: registers their tables)
+        from monitor.store import heartbeats, outbox, prices, track  # noqa: F401  (lazy: registers their tables)
 
         for attempt in range(5):
             try:
                 metadata.create_all(self.engine)
                 heartbeats.add_missing_columns(self.engine)
                 add_missing_column(self.engine, scored_items, "links")
+                add_missing_column(self.engine, source_marks, "feeds")
                 for name in ("story_text", "source", "story_id", "novelty"):  # the story pass (stories.py)
                     add_missing_column(self.engine, aggregate_items, name)
                 unsettled_index.create(self.engine, checkfirst=True)

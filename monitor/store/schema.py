@@ -111,6 +111,7 @@ source_marks = Table(
     Column("src_partition", Integer, primary_key=True),
     Column("through_offset", BigInteger, primary_key=True),
     Column("max_t_us", BigInteger),
+    Column("feeds", JSON),  # feed (item source) -> its max event time there (lateness is per feed); null: older
     Column("saved_at", _TS, nullable=False),
 )
 

@@ -29,12 +29,12 @@ KEEP_SNAPSHOTS = 50  # per partition: the committed one is at most a few batches
 def save_snapshots(conn: Connection, topic: str, states: dict[int, SourceState], now: datetime) -> None:
     """Persist `states` (through offset = next_offset - 1) and prune old snapshots of those partitions."""
     rows = [{"src_topic": topic, "src_partition": p, "through_offset": s.next_offset - 1, "max_t_us": s.max_t_us,
-             "saved_at": now} for p, s in sorted(states.items())]
+             "feeds": dict(s.feeds), "saved_at": now} for p, s in sorted(states.items())]
     if not rows:
         return
     stmt = insert_stmt(conn, source_marks)
     conn.execute(stmt.on_conflict_do_update(index_elements=["src_topic", "src_partition", "through_offset"],
-                                            set_={"max_t_us": stmt.excluded.max_t_us,
+                                            set_={"max_t_us": stmt.excluded.max_t_us, "feeds": stmt.excluded.feeds,
                                                   "saved_at": stmt.excluded.saved_at}), rows)
     for partition in states:
         _prune(conn, topic, partition)
@@ -49,20 +49,24 @@ def _prune(conn: Connection, topic: str, partition: int) -> None:
         conn.execute(delete(source_marks).where(where, source_marks.c.through_offset <= cutoff))
 
 
-def load_snapshot(conn: Connection, topic: str, partition: int, next_offset: int) -> tuple[int | None, bool]:
-    """(max event time through `next_offset - 1`, exact?) for a worker resuming the partition there.
+def load_snapshot(conn: Connection, topic: str, partition: int, next_offset: int) -> tuple[SourceState, bool]:
+    """(the partition's state through `next_offset - 1`: max event time overall and per feed, exact?) for a
+    worker resuming it there.
 
     Exact when a snapshot ends right there (the committed batch saved it). Otherwise the newest one before
-    it (a lenient approximation, e.g. after the snapshots were lost), and (None, True) at the very start."""
+    it (a lenient approximation, e.g. after the snapshots were lost; an empty state if there is none), and an
+    empty state at the very start."""
     if next_offset <= 0:
-        return None, True
-    query = select(source_marks.c.through_offset, source_marks.c.max_t_us).where(
+        return SourceState(0), True
+    query = select(source_marks.c.through_offset, source_marks.c.max_t_us, source_marks.c.feeds).where(
         source_marks.c.src_topic == topic, source_marks.c.src_partition == partition,
         source_marks.c.through_offset < next_offset).order_by(source_marks.c.through_offset.desc()).limit(1)
     row = conn.execute(query).first()
     if row is None:
-        return None, False
-    return (None if row.max_t_us is None else int(row.max_t_us)), row.through_offset == next_offset - 1
+        return SourceState(next_offset), False
+    feeds = {str(k): int(v) for k, v in (row.feeds or {}).items()}
+    state = SourceState(next_offset, None if row.max_t_us is None else int(row.max_t_us), feeds)
+    return state, row.through_offset == next_offset - 1
 
 
 def apply_marks(conn: Connection, topic: str, marks: Iterable[tuple[int, SourceMark]]) -> None:

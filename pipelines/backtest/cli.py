@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -50,11 +50,14 @@ def parse_step(value: str) -> timedelta:
 @click.option("--eval-every", "step", default="5min", show_default=True, callback=lambda c, p, v: parse_step(v),
               help="Event-time step of the alert evaluation clock.")
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
+@click.option("--save-track-record", is_flag=True,
+              help="Store each rule's track record (alerts fired, hit rate, CAR) in the configured store, where live "
+                   "alerts show it (notifications, `finmon alerts list --json`, the dashboard).")
 @click.pass_obj
 def command(settings: Settings, feed: Path, prices_path: Path, out: Path, rules: Path | None, text_col: str | None,
             time_col: str | None, ticker_col: str | None, id_col: str | None, price_date_col: str,
             price_ticker_col: str, price_col: str | None, model: str | None, quantize: bool, device: str,
-            limit: int | None, cache_dir: Path, step: timedelta, progress: bool) -> None:
+            limit: int | None, cache_dir: Path, step: timedelta, progress: bool, save_track_record: bool) -> None:
     """Replay FEED through classify -> windows -> alerts in event time and evaluate the signal vs PRICES."""
     if limit is not None and limit < 1:
         raise click.BadParameter("--limit must be at least 1", param_hint="--limit")
@@ -62,7 +65,8 @@ def command(settings: Settings, feed: Path, prices_path: Path, out: Path, rules:
                          columns=ColumnMap(text_col, time_col, ticker_col, id_col),
                          price_columns=PriceColumns(price_date_col, price_ticker_col, price_col),
                          model=model or settings.classify.model, quantize=quantize, device=device, limit=limit,
-                         cache_dir=cache_dir, step=step, progress=progress)
+                         cache_dir=cache_dir, step=step, progress=progress,
+                         save_track_record_at=datetime.now(UTC) if save_track_record else None)
     try:
         metrics = run_backtest(cfg, settings)
     except FinmonError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from monitor.entities import Linker
 from monitor.records import RawItem, ScoredItem
 from monitor.sources.files import ColumnMap
 from monitor.store import Store
+from monitor.store.track import save_track_records
 from pipelines.backtest import events as ev
 from pipelines.backtest import report
 from pipelines.backtest import signals as sig
@@ -33,6 +34,7 @@ from pipelines.backtest.feed import load_feed
 from pipelines.backtest.prices import PriceColumns, calendar, load_prices, session_of
 from pipelines.backtest.scoring import ScoreStats, make_scorer
 from pipelines.backtest.stream import EventTimeReplay, StreamStats, fired_alerts
+from pipelines.backtest.track import track_records
 
 DEFAULT_CACHE = Path("~/.cache/finmon/scores")
 
@@ -54,6 +56,9 @@ class BacktestConfig:
     cache_dir: Path = DEFAULT_CACHE
     step: timedelta = timedelta(minutes=5)
     progress: bool = True
+    # Store each rule's track record in the configured store (monitor/alerts/track.py), stamped with this time
+    # (the CLI's clock, read once at the entry point); None: only report it in metrics.json.
+    save_track_record_at: datetime | None = None
 
 
 @dataclass
@@ -85,8 +90,24 @@ def run_backtest(cfg: BacktestConfig, settings: Settings) -> dict[str, Any]:
     timer.lap("evaluate")
     metrics.update(_run_facts(cfg, feed.rejected, stats, stream, len(rules.rules)))
     metrics["n_late"] = sum(1 for s in scored if s.late)  # as live classify would decide for a replay
+    metrics["track_record"] = _track_record(cfg, settings, rules, parts)
     _finish(cfg, metrics, parts, timer, stats)
     return metrics
+
+
+def _track_record(cfg: BacktestConfig, settings: Settings, rules: RuleSet, parts: dict[str, Any]
+                  ) -> dict[str, dict[str, Any]]:
+    """Per rule: alerts fired, hit rates and mean CAR after them; saved to the store when asked."""
+    at = cfg.save_track_record_at or datetime(1970, 1, 1, tzinfo=UTC)
+    records = track_records(rules, parts["alerts"], parts["events"], f"backtest of {cfg.feed.name}", at)
+    if cfg.save_track_record_at is not None:
+        store = Store(settings.store_url)
+        store.create_schema()
+        with store.engine.begin() as conn:
+            save_track_records(conn, [r.to_json() | {"computed_at": r.computed_at} for r in records])
+        store.dispose()
+    hidden = ("rule", "source", "computed_at")
+    return {r.rule: {k: v for k, v in r.to_json().items() if k not in hidden} for r in records}
 
 
 def score_items(cfg: BacktestConfig, settings: Settings, items: list[RawItem], stats: ScoreStats
@@ -101,7 +122,8 @@ def score_items(cfg: BacktestConfig, settings: Settings, items: list[RawItem], s
     # lateness as live classify decides it for a replay of this feed (same keys, same partitions)
     grace_us = settings.windows.grace // INSTANT
     sources = replay_verdicts([item.id.encode("utf-8") for item in items],
-                              [to_micros(item.published_at) for item in items], settings.kafka.partitions, grace_us)
+                              [to_micros(item.published_at) for item in items], settings.kafka.partitions, grace_us,
+                              [item.source for item in items])
     linker = Linker.from_settings(settings)  # the same tickers and relevance as live classify
     return [build_scored(item, p, scorer.version, item.published_at, src_partition=part, src_offset=offset,
                          verdict=verdict, linker=linker)
