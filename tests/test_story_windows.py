@@ -356,3 +356,25 @@ def test_live_aggregator_and_stream_mode_alerting_count_stories_too(sqlite_url: 
     assert ("negative-story-burst", "ticker:DRSY") in fired
     assert not [f for f in fired if f[1] == "ticker:ACME"], fired
     store.dispose()
+
+
+def test_story_sums_small_batch_path_equals_the_pandas_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitor.windows import engine
+
+    rng = random.Random(4)
+    n = 300
+    frame = pd.DataFrame({
+        "item_id": [f"i{i}" for i in range(n)],
+        "t_us": [to_micros(HOUR) + rng.randrange(-10**10, 10**10) for _ in range(n)],
+        "label": [rng.choice(list(PROBS)) for _ in range(n)],
+        "score_u": [rng.randrange(-10**6, 10**6) for _ in range(n)],
+        "novelty": [rng.choice([100, 75, 56, 1, 0, None]) for _ in range(n)],
+        "keys": [rng.sample(["market", "ticker:A", "ticker:B"], rng.randint(1, 3)) for _ in range(n)],
+    })
+    rows = engine.explode_keys(frame)
+    for spec in parse_specs(("5min", "1h/15min")):
+        small = engine.story_sums(rows, spec)
+        monkeypatch.setattr(engine, "_SMALL", 0)
+        big = engine.story_sums(rows, spec)
+        monkeypatch.undo()
+        pd.testing.assert_frame_equal(small.reset_index(drop=True), big.reset_index(drop=True), check_dtype=False)

@@ -139,6 +139,8 @@ def story_sums(rows: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
     """Per-window story sums of (key, item) rows with a `novelty` column: key, start_us, STORY_SUM_COLUMNS."""
     if rows.empty:
         return pd.DataFrame(columns=["key", "start_us", *STORY_SUM_COLUMNS])
+    if len(rows) * spec.per_item <= _SMALL:
+        return _small_story_sums(rows, spec)
     placed = assign_windows(rows, spec)
     placed = placed.assign(**_story_values(placed))
     sums = placed.groupby(["key", "start_us"], sort=True)[STORY_SUM_COLUMNS].sum()
@@ -160,6 +162,28 @@ def _story_values(placed: pd.DataFrame) -> dict[str, np.ndarray]:
     return {"n_stories": head,
             "n_negative_stories": head * (placed["label"].to_numpy() == "negative").astype(np.int64),
             "sum_novelty": novelty, "sum_nov_score_u": rounded.astype(np.int64)}
+
+
+def _small_story_sums(rows: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
+    """`story_sums` for a pass's batch with integer accumulators (see `_small_window_sums`); same integers."""
+    acc: dict[tuple[str, int], list[int]] = {}
+    hop = spec.hop_us
+    columns = (rows[c].tolist() for c in ("key", "t_us", "label", "score_u", "novelty"))
+    for key, t_us, label, score, novelty in zip(*columns, strict=True):
+        novelty = 0 if novelty is None or novelty != novelty else int(novelty)  # not settled: adds nothing
+        head = 1 if novelty == 100 else 0
+        weighted = novelty * int(score)
+        rounded = (abs(weighted) + 50) // 100 * (1 if weighted >= 0 else -1)  # as _story_values
+        last_start = t_us - t_us % hop
+        for k in range(spec.per_item):
+            sums = acc.setdefault((key, last_start - k * hop), [0, 0, 0, 0])
+            sums[0] += head
+            sums[1] += head if label == "negative" else 0
+            sums[2] += novelty
+            sums[3] += rounded
+    out = pd.DataFrame([(key, start, *sums) for (key, start), sums in sorted(acc.items())],
+                       columns=["key", "start_us", *STORY_SUM_COLUMNS])
+    return out.astype({"start_us": np.int64, **{c: np.int64 for c in STORY_SUM_COLUMNS}})
 
 
 def _small_window_sums(rows: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
