@@ -195,6 +195,12 @@ class StorySettings(BaseModel):
                                "(behind the newest item) are deleted; keep it >= window_hours + the lateness "
                                "you expect.")
     prune_every_hours: float = Field(1.0, gt=0, description="Prune once per this much event-time progress.")
+    settle_lag: timedelta | None = Field(
+        None, description="How far behind the stream's processed time the aggregate stage settles stories. None: "
+        "the grace when alerts run on stream time (exact: the same stories at any replay speed, whatever the "
+        "disorder within the grace), 0 with wall-clock alerting (live: story rules see the news within seconds; "
+        "an item that arrives later but older than settled ones is settled after them).",
+    )
 
     @model_validator(mode="after")
     def _check_bands(self) -> StorySettings:

@@ -245,6 +245,28 @@ def test_story_pass_settles_only_behind_stream_time(sqlite_url: str) -> None:
     store.dispose()
 
 
+@pytest.mark.parametrize("mode", ["wall", "stream"])
+def test_wall_clock_alerting_settles_stories_at_processed_time(sqlite_url: str, mode: str) -> None:
+    """Live (wall-clock alerting) a 5-minute story rule must see the news while it is news: the aggregate stage
+    settles up to the processed time, not a grace behind it; stream-time alerting keeps the exact lag."""
+    from monitor.stages.aggregate import settle_lag_us
+
+    items = near_duplicate_feed(random.Random(5))
+    store = Store(sqlite_url)
+    store.create_schema()
+    settings = load_settings(None, store_url=sqlite_url, alerts={"time_mode": mode})
+    lag = settle_lag_us(settings)
+    assert lag == (0 if mode == "wall" else int(settings.windows.grace.total_seconds() * 1_000_000))
+    aggregator = WindowAggregator(store, settings.windows, "scored", settings.stories, lag)
+    aggregator.apply([Delivery(0, s.src_offset, s) for s in items], marks_for(items))
+    processed = min(max(to_micros(s.item.published_at) for s in items if s.src_partition == p) for p in range(3))
+    with store.engine.connect() as conn:
+        rows = {r.item_id: r for r in conn.execute(aggregate_items.select())}
+    assert {s.item.id: rows[s.item.id].story_id is not None for s in items} == {
+        s.item.id: to_micros(s.item.published_at) < processed - lag for s in items}
+    store.dispose()
+
+
 # --- migration -----------------------------------------------------------------------------------------
 
 

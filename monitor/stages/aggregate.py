@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from monitor.clock import Clock
@@ -27,6 +28,15 @@ from monitor.windows.spec import format_duration
 log = logging.getLogger(__name__)
 
 
+def settle_lag_us(settings: Settings) -> int:
+    """How far behind processed time stories settle: `stories.settle_lag`, else the grace for stream-time
+    alerting (exact) and 0 for wall-clock alerting (story rules must see live news while it is news)."""
+    lag = settings.stories.settle_lag
+    if lag is None:
+        lag = settings.windows.grace if settings.alerts.time_mode == "stream" else timedelta(0)
+    return int(lag.total_seconds() * 1_000_000)
+
+
 class AggregateProcessor:
     """news.scored records -> window rows (sentiment.windows) and late/bad records (news.deadletter)."""
 
@@ -34,7 +44,8 @@ class AggregateProcessor:
 
     def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
         self.settings, self.store, self.clock = settings, store, clock
-        self.aggregator = WindowAggregator(store, settings.windows, settings.kafka.topics.scored, settings.stories)
+        self.aggregator = WindowAggregator(store, settings.windows, settings.kafka.topics.scored, settings.stories,
+                                           settle_lag_us(settings))
 
     def process(self, records: Sequence[Any]) -> list[OutMessage]:
         out: list[OutMessage] = []

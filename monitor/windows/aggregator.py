@@ -65,12 +65,14 @@ class WindowAggregator:
     """Maintains the `windows` table from batches of scored items (see the module docstring)."""
 
     def __init__(self, store: Store, cfg: WindowSettings, topic: str,
-                 stories: StorySettings | None = None) -> None:
+                 stories: StorySettings | None = None, settle_lag_us: int | None = None) -> None:
+        """`settle_lag_us`: how far behind the processed time stories are settled (default: the grace)."""
         self.store, self.topic = store, topic
         self.stories = StoryIndex(store, stories or StorySettings())
         self.specs: list[WindowSpec] = parse_specs(cfg.sizes)
         self.baseline = Baseline.from_settings(cfg)
         self.grace_us = int(cfg.grace.total_seconds() * 1_000_000)  # for messages: lateness is decided upstream
+        self.settle_lag_us = self.grace_us if settle_lag_us is None else settle_lag_us
         self.keys = KeyExtractor(company_dictionary(cfg))
 
     def apply(self, deliveries: Sequence[Delivery], marks: Sequence[tuple[int, SourceMark]] = ()) -> BatchResult:
@@ -111,7 +113,7 @@ class WindowAggregator:
         if processed is None:
             return []
         # all sources idle: everything delivered is in, up to and including the newest event time
-        return self.settle_stories(conn, processed + 1 if all_idle else processed - self.grace_us)
+        return self.settle_stories(conn, processed + 1 if all_idle else processed - self.settle_lag_us)
 
     @staticmethod
     def _decide(conn: Connection, deliveries: Sequence[Delivery]) -> dict[str, bool]:

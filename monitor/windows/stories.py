@@ -15,8 +15,10 @@ complete tick sees final story counts.
 Limits, by design: once every source is idle, everything delivered is settled (`processed + 1`); a source
 that wakes up again may then deliver an item older than what was settled (within its grace), which is
 settled in the next pass after newer items, as stream-mode alerts would already have passed it too.
-Stories trail live news by the grace (1 h by default): wall-clock alerting looks at a 5-minute window
-before its stories are settled, so story rules are for stream-mode alerting and longer windows.
+How far behind processed time the live pass settles is `stories.settle_lag` (monitor/stages/aggregate.py
+`settle_lag_us`): the grace for stream-time alerting (exact), 0 for wall-clock alerting, where a 5-minute
+story rule must see the news while it is news (an item that arrives later than newer settled ones, within
+its grace, is then settled after them).
 Late items and items stored before the story columns existed are never settled (`story_id` '').
 """
 
