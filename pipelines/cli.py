@@ -11,6 +11,7 @@ import importlib.util
 import json
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -200,6 +201,45 @@ def windows_command(settings: Settings, key: str, size: str, last: int | None, a
     from monitor.alerts.cli import show_windows
 
     show_windows(_store(settings), key, size, last, as_json)
+
+
+@cli.command("stories")
+@click.option("--key", required=True, help="market, topic:<name> or ticker:<SYMBOL> (as in `finmon windows`).")
+@click.option("--since", "since_text", default=None, help="Only stories first seen at or after this ISO time.")
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many stories.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def stories_command(settings: Settings, key: str, since_text: str | None, limit: int, as_json: bool) -> None:
+    """Stories about KEY, newest first: id, first seen, items (copies), sources, headline, mean sentiment.
+    Stories are settled behind stream time (README "Stories and novelty"), so the newest news may be missing."""
+    from monitor.stories.queries import key_stories
+
+    since = _parse_since(since_text)
+    rows = key_stories(_store(settings), key, since, limit)
+    shown = [{"story_id": r["story_id"], "first_seen": r["first_seen"].isoformat().replace("+00:00", "Z"),
+              "n_items": r["n_items"], "n_sources": r["n_sources"], "headline": r["headline"],
+              "sentiment": None if r["sentiment"] is None else round(r["sentiment"], 4)} for r in rows]
+    if as_json:
+        click.echo(json.dumps(shown))
+        return
+    if not shown:
+        click.echo(f"no settled stories about {key}", err=True)
+        return
+    for r in shown:
+        sentiment = "n/a" if r["sentiment"] is None else f"{r['sentiment']:+.2f}"
+        click.echo(f"{r['first_seen']}  {r['n_items']:>4} items  {r['n_sources']:>2} sources  {sentiment:>6}  "
+                   f"{r['headline'][:90]}")
+
+
+def _parse_since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not an ISO time; use e.g. 2026-11-30T09:00:00Z",
+                                 param_hint="--since") from exc
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 @cli.group()

@@ -400,3 +400,34 @@ def test_story_sums_small_batch_path_equals_the_pandas_path(monkeypatch: pytest.
         big = engine.story_sums(rows, spec)
         monkeypatch.undo()
         pd.testing.assert_frame_equal(small.reset_index(drop=True), big.reset_index(drop=True), check_dtype=False)
+
+
+def test_finmon_stories_lists_a_keys_stories_newest_first(sqlite_url: str) -> None:
+    """`finmon stories --key KEY --json`: the syndicated story once with its 60 copies, the 12 distinct ones."""
+    import json
+
+    from click.testing import CliRunner
+
+    from pipelines.cli import cli
+
+    replay(sqlite_url, load_rules(), copies_and_distinct())
+
+    def stories(key: str, *extra: str) -> list[dict[str, Any]]:
+        result = CliRunner().invoke(cli, ["stories", "--key", key, "--json", *extra],
+                                    env={"FINMON_STORE_URL": sqlite_url})
+        assert result.exit_code == 0, result.output
+        rows: list[dict[str, Any]] = json.loads(result.output)
+        return rows
+
+    acme = stories("ticker:ACME")
+    assert len(acme) == 1 and acme[0]["n_items"] == 60 and acme[0]["n_sources"] >= 2
+    assert set(acme[0]) == {"story_id", "first_seen", "n_items", "n_sources", "headline", "sentiment"}
+    drsy = stories("ticker:DRSY")
+    assert len(drsy) == 12 and all(s["n_items"] == 1 for s in drsy)
+    assert [s["first_seen"] for s in drsy] == sorted((s["first_seen"] for s in drsy), reverse=True)
+    assert len(stories("market", "--limit", "100")) == 13
+    assert stories("ticker:NOPE") == []
+    assert len(stories("ticker:DRSY", "--since", drsy[2]["first_seen"])) == 3
+    bad = CliRunner().invoke(cli, ["stories", "--key", "market", "--since", "yesterday"],
+                             env={"FINMON_STORE_URL": sqlite_url})
+    assert bad.exit_code != 0 and "not an ISO time" in bad.output

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from monitor.store import Store
-from monitor.store.schema import scored_items, stories, story_items
+from monitor.store.schema import aggregate_items, scored_items, stories, story_items
 from monitor.store.times import as_utc
 
 _CHUNK = 900
@@ -42,6 +42,21 @@ def list_stories(store: Store, item_ids: Sequence[str] | None = None, since: dat
     return [{"story_id": r["story_id"], "first_seen": as_utc(r["first_seen"]), "last_seen": as_utc(r["last_seen"]),
              "n_items": int(r["n_items"]), "n_sources": int(r["n_sources"]), "headline": r["headline"],
              "sentiment": sentiment.get(r["story_id"])} for r in rows]
+
+
+def key_stories(store: Store, key: str, since: datetime | None = None, limit: int | None = 50
+                ) -> list[dict[str, Any]]:
+    """`list_stories` for one window key (`market`, `topic:<name>`, `ticker:<SYMBOL>`): the settled stories
+    holding at least one item the aggregate stage counted for that key."""
+    if key == "market":  # every accepted item counts for the market
+        return list_stories(store, None, since, limit)
+    query = select(aggregate_items.c.item_id, aggregate_items.c["keys"]).where(
+        aggregate_items.c.story_id.is_not(None), aggregate_items.c.story_id != "")
+    if since is not None:
+        query = query.where(aggregate_items.c.event_time >= since)
+    with store.engine.connect() as conn:
+        ids = [item_id for item_id, keys in conn.execute(query) if key in (keys or ())]
+    return list_stories(store, ids, since, limit) if ids else []
 
 
 def story_of(store: Store, item_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
