@@ -103,10 +103,12 @@ def test_stream_mode_fires_the_same_alerts_whatever_the_replay_speed(store_url: 
 def test_default_rules_load_and_cover_the_three_signals() -> None:
     rules = load_rules()
     assert {r.name for r in rules.rules} == {"negative-share-surge", "sentiment-drop", "volume-spike",
-                                             "negative-story-burst"}
-    assert {r.window for r in rules.rules} == {"5min", "1h"}
+                                             "negative-story-burst", "daily-sentiment-drop", "daily-attention-spike"}
+    assert {r.window for r in rules.rules} == {"5min", "1h", "1d"}
     stories = {r.name for r in rules.rules if r.min_stories >= 5}  # these count stories, not copies
     assert stories == {"negative-share-surge", "negative-story-burst"}
+    daily = {r.name: r.min_stories for r in rules.rules if r.window == "1d"}  # sparse tickers: a few a day
+    assert daily == {"daily-sentiment-drop": 2, "daily-attention-spike": 3}
 
 
 @pytest.mark.parametrize(

@@ -114,13 +114,18 @@ def test_planted_burst_alerts_and_shows_negative_car(planted_run: dict[str, Any]
     assert "negative-share-surge" in set(bad["rule"])
     assert "negative-story-burst" in set(bad["rule"])  # eight distinct negative stories within the hour
     fired = pd.to_datetime(bad["fired_at"], utc=True).dt.tz_convert(NY)
-    # fired from the burst, in event time: minutes after 10:00 New York on the burst day (the 5-minute rules)
-    # or when its 1-hour window completes (negative-story-burst), not later
-    quick = (bad["rule"] != "negative-story-burst").to_numpy()
+    # fired from the burst, in event time: minutes after 10:00 New York on the burst day (the 5-minute rules),
+    # when its 1-hour window completes (negative-story-burst), or when the burst day's 1-day window completes
+    # (the day-level rules: after the close, so their session is the next one), not later
+    hourly, daily = (bad["rule"] == "negative-story-burst").to_numpy(), bad["rule"].str.startswith("daily-").to_numpy()
+    quick = ~hourly & ~daily
     burst = DAYS[BURST_DAY]
     assert ((fired[quick] >= pd.Timestamp(at(burst, 10, 4))) & (fired[quick] <= pd.Timestamp(at(burst, 10, 15)))).all()
-    assert (fired[~quick] < pd.Timestamp(at(burst, 11))).all()
-    assert set(bad["session"]) == {DAYS[BURST_DAY].date().isoformat()}
+    assert (fired[hourly] < pd.Timestamp(at(burst, 11))).all()
+    assert "daily-sentiment-drop" in set(bad["rule"])  # the day-level rule sees the bad day against BAD's own days
+    assert (fired[daily] < pd.Timestamp(burst.tz_localize("UTC") + pd.Timedelta(days=1))).all()
+    assert set(bad["session"][~daily]) == {burst.date().isoformat()}
+    assert set(bad["session"][daily]) == {DAYS[BURST_DAY + 1].date().isoformat()}
     assert not alerts["key"].isin([f"ticker:{t}" for t in TICKERS if t != "BAD"]).any()  # chatter is quiet
     events = pd.read_csv(out / "events.csv")
     assert (events["ticker"] == "BAD").all() and len(events) == metrics["n_events"] >= 1
@@ -289,7 +294,8 @@ def test_track_record_is_reported_and_saved_for_live_alerts(planted_run: dict[st
     assert record["direction"] == "down" and record["n_alerts"] >= 1 and record["n_events"] >= 1
     assert record["hit_rate_5d"] == 1.0 and record["car_5d"] < -0.06
     assert set(planted_run["metrics"]["track_record"]) == {"negative-share-surge", "sentiment-drop", "volume-spike",
-                                                           "negative-story-burst"}
+                                                           "negative-story-burst", "daily-sentiment-drop",
+                                                           "daily-attention-spike"}
     assert planted_run["metrics"]["track_record"]["negative-story-burst"]["direction"] == "down"
 
     url = f"sqlite:///{tmp_path / 'live.db'}"
