@@ -12,7 +12,7 @@ from sqlalchemy import Engine, String, and_, cast, func, or_, select
 
 from monitor.records import WINDOW_DERIVED, WINDOW_ZSCORES
 from monitor.store import as_utc
-from monitor.store.schema import dead_letters, scored_items
+from monitor.store.schema import aggregate_items, dead_letters, scored_items
 
 
 @dataclass(frozen=True)
@@ -79,14 +79,37 @@ NEWS_COLUMNS = [
 
 
 def news(engine: Engine, f: NewsFilter) -> pd.DataFrame:
-    """Latest scored items matching the filter, newest first."""
+    """Latest scored items matching the filter, newest first, with their story (null until settled)."""
     cols = [scored_items.c[name] for name in NEWS_COLUMNS]
-    query = select(*cols).where(and_(True, *_news_conditions(f))).order_by(scored_items.c.published_at.desc())
+    story = [aggregate_items.c.story_id, aggregate_items.c.novelty]
+    query = (select(*cols, *story).select_from(scored_items.outerjoin(
+        aggregate_items, aggregate_items.c.item_id == scored_items.c.id))
+        .where(and_(True, *_news_conditions(f))).order_by(scored_items.c.published_at.desc()))
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query.limit(f.limit)).mappings().all(), columns=NEWS_COLUMNS)
+        frame = pd.DataFrame(conn.execute(query.limit(f.limit)).mappings().all(),
+                             columns=[*NEWS_COLUMNS, "story_id", "novelty"])
     frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
     frame["tickers"] = frame["tickers"].map(lambda t: ", ".join(t) if isinstance(t, list) else str(t or ""))
+    frame["story_id"] = frame["story_id"].replace("", None)  # '' = never settled (late, or from before stories)
     return frame
+
+
+STORY_COLUMNS = ["first_seen", "headline", "copies", "sources", "mean_score", "tickers", "topic", "story_id"]
+
+
+def group_by_story(frame: pd.DataFrame) -> pd.DataFrame:
+    """News rows (as `news` returns them) grouped by story, newest story first: its first headline, copies,
+    distinct sources, mean score and tickers; an item whose story is not settled yet stands alone."""
+    if frame.empty:
+        return pd.DataFrame(columns=STORY_COLUMNS)
+    rows = frame.assign(group=frame["story_id"].fillna("item:" + frame["id"].astype(str)))
+    rows = rows.sort_values(["published_at", "id"])
+    grouped = rows.groupby("group", sort=False).agg(
+        first_seen=("published_at", "min"), headline=("title", "first"), copies=("id", "count"),
+        sources=("source", "nunique"), mean_score=("sentiment_score", "mean"), topic=("topic", "first"),
+        tickers=("tickers", lambda t: ", ".join(sorted({s for v in t for s in str(v).split(", ") if s}))),
+        story_id=("story_id", "first"))
+    return grouped.sort_values("first_seen", ascending=False).reset_index(drop=True)[STORY_COLUMNS]
 
 
 def store_counts(engine: Engine, recent: int = 10_000) -> dict[str, object]:

@@ -68,6 +68,18 @@ def test_news_explorer_lists_and_filters(page) -> None:
     assert len(at.get("download_button")) == 1
 
 
+def test_news_explorer_groups_copies_by_story(page) -> None:
+    at = page("news")
+    items = at.dataframe[0].value
+    at.toggle(key="news_by_story").set_value(True).run()
+    assert not at.exception
+    stories = at.dataframe[0].value
+    assert {"first_seen", "headline", "copies", "sources", "mean_score", "story_id"} <= set(stories.columns)
+    assert stories["copies"].sum() == len(items)  # every item in exactly one story
+    assert len(stories) < len(items)  # the seeded feed repeats headlines: copies joined their stories
+    assert stories["first_seen"].is_monotonic_decreasing
+
+
 def test_ticker_view_shows_windows_prices_and_headlines(page) -> None:
     at = page("ticker")
     at.selectbox(key="ticker_symbol").select("HALC").run()
@@ -158,3 +170,21 @@ def test_alerts_page_shows_each_rules_track_record(page, seeded: str) -> None:
         save_track_records(conn, [record.to_json() | {"computed_at": record.computed_at}])
     captions = [c.value for c in page("alerts").caption]
     assert any("track record (backtest of demo.jsonl): fired 12x, 9 priced events" in c for c in captions)
+
+
+def test_group_by_story_counts_copies_once_and_leaves_open_items_alone() -> None:
+    import pandas as pd
+
+    from dashboards.queries import group_by_story
+
+    t = pd.Timestamp("2026-11-30T09:00Z")
+    frame = pd.DataFrame({
+        "id": ["a", "b", "c", "d"], "story_id": ["s1", "s1", None, "s2"],
+        "published_at": [t, t + pd.Timedelta(minutes=5), t + pd.Timedelta(minutes=9), t - pd.Timedelta(hours=1)],
+        "title": ["Acme recalls heaters", "RT @desk: Acme recalls heaters", "Acme CFO resigns", "Orbit wins order"],
+        "source": ["wire", "social", "wire", "wire"], "sentiment_score": [-0.8, -0.6, -0.5, 0.7],
+        "topic": ["Company | Product News"] * 4, "tickers": ["ACME", "ACME", "ACME", "ORBT"]})
+    grouped = group_by_story(frame)
+    assert list(grouped["headline"]) == ["Acme CFO resigns", "Acme recalls heaters", "Orbit wins order"]
+    assert list(grouped["copies"]) == [1, 2, 1] and list(grouped["sources"]) == [1, 2, 1]
+    assert grouped.loc[1, "mean_score"] == pytest.approx(-0.7) and pd.isna(grouped.loc[0, "story_id"])

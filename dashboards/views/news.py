@@ -3,10 +3,11 @@ free text, downloadable as CSV."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboards import data
-from dashboards.queries import NewsFilter
+from dashboards.queries import NewsFilter, group_by_story
 from dashboards.state import EMPTY_HINT, SENTIMENT_COLORS, store_error, time_controls
 
 
@@ -33,11 +34,14 @@ def _filters() -> NewsFilter | None:
     )
 
 
-def _table(f: NewsFilter) -> None:
+def _table(f: NewsFilter, by_story: bool) -> None:
     frame = data.news(data.url(), f)
     st.caption(f"{len(frame)} items (newest first, at most {f.limit})")
     if frame.empty:
         st.info("No item matches these filters; widen the time range or clear a filter.")
+        return
+    if by_story:
+        _stories(frame)
         return
     st.dataframe(
         frame,
@@ -52,16 +56,34 @@ def _table(f: NewsFilter) -> None:
     st.download_button("Download CSV", frame.to_csv(index=False).encode("utf-8"), "finmon-news.csv", "text/csv")
 
 
+def _stories(frame: pd.DataFrame) -> None:
+    """One row per story: retweets and syndicated copies of a headline counted once (stories settle behind
+    stream time, so the newest items may still stand alone)."""
+    stories = group_by_story(frame)
+    st.caption(f"{len(stories)} stories in these items")
+    st.dataframe(
+        stories,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "mean_score": st.column_config.ProgressColumn("score", min_value=-1.0, max_value=1.0, format="%.2f"),
+            "first_seen": st.column_config.DatetimeColumn("first seen (UTC)", format="YYYY-MM-DD HH:mm"),
+        },
+    )
+
+
 def render() -> None:
     st.title("News explorer")
     try:
         f = _filters()
         if f is None:
             return
+        by_story = st.toggle("Group by story", key="news_by_story",
+                             help="Count retweets and syndicated copies of one story once")
 
         @st.fragment(run_every="10s")
         def live() -> None:
-            _table(f)
+            _table(f, by_story)
 
         live()
     except Exception as exc:
