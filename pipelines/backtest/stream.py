@@ -42,6 +42,7 @@ from monitor.windows.aggregator import Delivery, WindowAggregator
 
 TOPIC = "backtest.scored"
 ALERT_COLUMNS = ["id", "rule", "severity", "key", "state", "started_at", "fired_at", "resolved_at", "summary"]
+_ALL = 2**53  # settle every applied item (microseconds: year ~2255, within what pandas can convert)
 PREFILL_AHEAD = 500  # items applied beyond the current tick per aggregate transaction on the fast path
 
 
@@ -84,7 +85,7 @@ class EventTimeReplay:
         # prefilled runs apply `ahead` items beyond the tick, not all of them: the alert query scans the
         # windows ending after the tick, so a table full of future windows would make every tick slow
         ahead = PREFILL_AHEAD if self.prefill else 0
-        done = applied = settled = 0
+        done = applied = 0
         tick = following_tick(None, self.step, False, next_window_end(None, self.specs, accepted))
         with tqdm(total=len(items), desc="windows+alerts", unit="item", disable=not progress,
                   mininterval=1.0) as bar:
@@ -94,11 +95,11 @@ class EventTimeReplay:
                     end = min(len(items), upto + ahead)
                     self._apply(items, applied, end)
                     applied = end
+                    # stories of everything before the first item not applied yet: a later item is never
+                    # earlier, so this is the (event time, id) order live settles in, in a few large passes
+                    self._settle(to_micros(times[end]) if end < len(items) else None)
                 bar.update(upto - done)
                 done = upto
-                if upto > settled:  # new items before the tick: settle their stories
-                    self._settle(tick)
-                    settled = upto
                 self._evaluate(tick - INSTANT)
                 tick = following_tick(tick, self.step, bool(self.active), next_window_end(tick, self.specs, accepted))
         return self.stats
@@ -110,10 +111,11 @@ class EventTimeReplay:
                                    for i in range(lo, hi)])
             self.stats.batches += 1
 
-    def _settle(self, tick: datetime) -> None:
-        """Stories of the items before `tick`: all of them are applied, as behind live stream time."""
+    def _settle(self, until_us: int | None) -> None:
+        """Stories of the items before `until_us` (None: all): all of them are applied, as behind live stream
+        time. Every tick evaluated later is at or before `until_us`, so its windows' story counts are final."""
         with self.store.engine.begin() as conn:
-            self.aggregator.settle_stories(conn, to_micros(tick))
+            self.aggregator.settle_stories(conn, _ALL if until_us is None else until_us)
 
     def _evaluate(self, now: datetime) -> None:
         for change in self.evaluator.evaluate(now):
