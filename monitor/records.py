@@ -133,7 +133,7 @@ class SourceMark:
 WINDOW_COUNTS = ("count", "n_negative", "n_neutral", "n_positive", "n_stories", "n_negative_stories")
 WINDOW_DERIVED = ("mean_sentiment", "negative_share", "neutral_share", "positive_share", "sentiment_index",
                   "story_sentiment", "story_negative_share")
-WINDOW_ZSCORES = ("volume_z", "sentiment_z")
+WINDOW_ZSCORES = ("volume_z", "sentiment_z", "story_z", "story_sentiment_z")
 WINDOW_METRICS = ("count", *WINDOW_DERIVED, *WINDOW_ZSCORES, "n_stories", "n_negative_stories")  # rule metrics
 # The exact integer sums a window is derived from (stored, never published; see monitor/windows/engine.py).
 WINDOW_SUMS = (*WINDOW_COUNTS, "sum_score_u", "sum_conf_u", "sum_conf_score_u", "sum_novelty", "sum_nov_score_u")
@@ -164,6 +164,8 @@ class WindowRow:
     story_negative_share: float | None  # n_negative_stories / n_stories
     volume_z: float | None  # None until the key has enough baseline windows
     sentiment_z: float | None
+    story_z: float | None = None  # n_stories against the baseline (a message older than it: None)
+    story_sentiment_z: float | None = None  # story_sentiment against the baseline
 
     @classmethod
     def from_mapping(cls, row: Any) -> WindowRow:
@@ -184,7 +186,8 @@ class WindowRow:
 
 
 WINDOW_ROW_FIELDS = ("key", "size", "window_start", "window_end", *WINDOW_COUNTS, *WINDOW_DERIVED, *WINDOW_ZSCORES)
-_STORY_FIELDS = ("n_stories", "n_negative_stories", "story_sentiment", "story_negative_share")
+_STORY_FIELDS = ("n_stories", "n_negative_stories", "story_sentiment", "story_negative_share", "story_z",
+                 "story_sentiment_z")
 # What every window message has carried since before stories: a consumer may require only these.
 WINDOW_ROW_REQUIRED = tuple(name for name in WINDOW_ROW_FIELDS if name not in _STORY_FIELDS)
 

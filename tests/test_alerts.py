@@ -446,6 +446,8 @@ def test_cli_lists_silences_and_acks(sqlite_url: str) -> None:
         "sentiment_index",
         "volume_z",
         "sentiment_z",
+        "story_z",
+        "story_sentiment_z",
         "n_stories",
         "n_negative_stories",
         "story_sentiment",

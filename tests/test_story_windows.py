@@ -124,6 +124,46 @@ def test_counting_copies_would_fire_on_the_syndicated_story(sqlite_url: str) -> 
     assert {"ticker:ACME", "ticker:DRSY"} <= set(alerts["key"])
 
 
+WORDS = ("bank", "plant", "order", "court", "chip", "rating", "merger", "fleet", "tariff", "patent", "drug", "mine",
+         "store", "bond", "union", "loan", "cloud", "engine", "vote", "satellite", "harbor", "grid", "pipeline", "fund")
+
+
+def day_level_feed() -> list[ScoredItem]:
+    """Eight ordinary days of two distinct neutral stories for ACME and for DRSY, then a day on which ACME
+    gets 60 copies of one story and DRSY 12 distinct stories."""
+    rng = random.Random(7)
+
+    def headline(company: str) -> str:  # few shared shingles: every one its own story
+        return f"{company} " + " ".join(rng.sample(WORDS, 9))
+
+    start = HOUR - timedelta(days=8)
+    items = [scored(f"{t}-{d}-{k}", headline(t.title()), start + timedelta(days=d, hours=k), t, "neutral")
+             for d in range(8) for k in range(2) for t in ("ACME", "DRSY")]
+    copy = headline("Acme")
+    items += [scored(f"acme-copy-{n}", f"RT @desk{n}: {copy}" if n else copy, HOUR + timedelta(minutes=5 * n),
+                     "ACME", "neutral") for n in range(60)]
+    items += [scored(f"drsy-new-{k}", headline("Drsy"), HOUR + timedelta(minutes=20 * k + 1), "DRSY", "neutral")
+              for k in range(12)]
+    return sorted(items, key=lambda s: s.item.published_at)
+
+
+def test_day_level_attention_counts_distinct_stories_against_the_tickers_own_days(sqlite_url: str) -> None:
+    """story_z measures the day's distinct stories against the ticker's previous days: 60 copies of one story
+    are one story (volume_z soars, story_z does not), 12 new stories are a spike the shipped rule reports."""
+    alerts, windows = replay(sqlite_url, load_rules(), day_level_feed())
+    starts = pd.to_datetime(windows["window_start"], utc=True)
+    day = windows[(windows["size"] == "1d") & (starts == HOUR.replace(hour=0))].set_index("key")
+    acme, drsy = day.loc["ticker:ACME"], day.loc["ticker:DRSY"]
+    assert (acme["count"], acme["n_stories"], drsy["count"], drsy["n_stories"]) == (60, 1, 12, 12)
+    # baseline: the 24 days before, 8 of them with 2 stories (mean 2/3, std below the floor of 1)
+    assert acme["volume_z"] == pytest.approx(60 - 2 / 3, abs=1e-5)  # z-scores are rounded to 6 places
+    assert acme["story_z"] == pytest.approx(1 - 2 / 3, abs=1e-5)
+    assert drsy["story_z"] == pytest.approx(12 - 2 / 3, abs=1e-5)
+    assert drsy["story_sentiment_z"] == pytest.approx(0.0, abs=0.05)  # neutral news, as on every other day
+    spikes = set(alerts.loc[alerts["rule"] == "daily-attention-spike", "key"])
+    assert spikes == {"ticker:DRSY"}
+
+
 # --- determinism --------------------------------------------------------------------------------------
 
 

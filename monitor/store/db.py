@@ -35,7 +35,7 @@ from monitor.store.times import as_utc as as_utc  # re-exported: callers import 
 
 log = logging.getLogger(__name__)
 _STORY_WINDOW_COLUMNS = ("n_stories", "n_negative_stories", "sum_novelty", "sum_nov_score_u", "story_sentiment",
-                         "story_negative_share")
+                         "story_negative_share", "story_z", "story_sentiment_z")
 
 # Errors worth waiting out (server down, locked file) rather than treating a batch as bad.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)

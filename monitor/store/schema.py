@@ -175,6 +175,8 @@ windows = Table(
     Column("story_negative_share", Float),
     Column("volume_z", Float),
     Column("sentiment_z", Float),
+    Column("story_z", Float),
+    Column("story_sentiment_z", Float),
     Index("ix_windows_size_end", "size", "window_end"),
 )
 

@@ -11,6 +11,7 @@
     mean_sentiment, negative_share, neutral_share, positive_share, sentiment_index   derived from the sums
     story_sentiment, story_negative_share              derived from the story sums (null until settled)
     volume_z, sentiment_z                              null until the key has enough baseline windows
+    story_z, story_sentiment_z                         the same for n_stories and story_sentiment
 `aggregate_items` — one row per distinct item id: event time, `late`, its keys and integer contributions;
     `story_text` and `source` for the story pass, and the `story_id` and `novelty` it decided (null: not yet;
     story_id '' with null novelty: never settled, as the item is late or was stored before stories existed).

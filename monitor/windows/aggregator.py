@@ -105,7 +105,7 @@ class WindowAggregator:
 
     def settle_stories(self, conn: Connection, until_us: int) -> list[WindowRow]:
         """The story pass up to `until_us`, in the caller's transaction (monitor/windows/stories.py)."""
-        return settle_stories(conn, self.stories, self.specs, until_us)
+        return settle_stories(conn, self.stories, self.specs, self.baseline, until_us)
 
     def _settle_to_stream_time(self, conn: Connection) -> list[WindowRow]:
         """Settle stories behind the complete time the marks just stored give (nothing, before it is known)."""

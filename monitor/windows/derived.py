@@ -1,8 +1,8 @@
 """Re-deriving stored windows after their sums changed: the metrics and z-scores of the touched windows and of
 the `baseline_windows` windows after them (whose baselines include them), and the rows to publish.
 
-`rederive` serves the per-batch path (monitor/windows/aggregator.py); `rederive_stories` the story pass
-(monitor/windows/stories.py), whose sums feed no z-score: only the touched windows' own derived metrics change.
+It serves both the per-batch path (monitor/windows/aggregator.py) and the story pass
+(monitor/windows/stories.py), whose sums feed the story z-scores of the windows after the touched ones.
 """
 
 from __future__ import annotations
@@ -38,21 +38,6 @@ def rederive(conn: Connection, spec: WindowSpec, baseline: Baseline, touched: pd
     is_touched = pd.Series([pair in touched_set for pair in pairs], index=fresh_rows.index, dtype=bool)
     publish = fresh_rows[changed | is_touched]
     return [_out_row(r, spec) for r in publish.to_dict("records")]
-
-
-def rederive_stories(conn: Connection, spec: WindowSpec, touched: pd.DataFrame) -> list[WindowRow]:
-    """After story sums changed: re-derive the touched windows (key, start_us) only, keep their stored
-    z-scores, write and return them."""
-    if touched.empty:
-        return []
-    stored = wstore.load_range(conn, spec.label, sorted(set(touched["key"])), int(touched["start_us"].min()),
-                               int(touched["start_us"].max()))
-    wanted = set(zip(touched["key"], touched["start_us"], strict=True))
-    mask = [pair in wanted for pair in zip(stored["key"], stored["start_us"], strict=True)]
-    stored = stored[pd.Series(mask, index=stored.index, dtype=bool)]
-    fresh_rows = derive(stored)
-    wstore.update_metrics(conn, spec.label, fresh_rows[~_same(stored, fresh_rows)])
-    return [_out_row(r, spec) for r in fresh_rows.to_dict("records")]
 
 
 def _same(old: pd.DataFrame, new: pd.DataFrame) -> pd.Series:

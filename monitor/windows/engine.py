@@ -21,6 +21,9 @@ Per window (one key, one spec, one `window_start`):
   windows just before it (empty windows count as 0), and `sentiment_z` = the same for `sentiment_index`
   over the non-empty ones (floor `sentiment_std_floor`). Both are defined (not null) once at least
   `min_baseline_windows` of those preceding windows are non-empty (defaults: 6 of the last 24).
+- `story_z` and `story_sentiment_z`: the same two for `n_stories` (floor `volume_std_floor`) and
+  `story_sentiment` (floor `sentiment_std_floor`; defined once that many preceding windows have a settled
+  story): the story-weighted baseline of an S-score, which sixty copies of one headline do not move.
 """
 
 from __future__ import annotations
@@ -225,32 +228,40 @@ def derive(windows: pd.DataFrame) -> pd.DataFrame:
 
 
 def zscores(windows: pd.DataFrame, spec: WindowSpec, baseline: Baseline) -> pd.DataFrame:
-    """volume_z and sentiment_z for every row of `windows` (key, start_us, count, sentiment_index).
+    """The z-scores (`Z_COLUMNS`) of every row of `windows` (key, start_us and the metrics they measure).
 
     Each row's baseline is looked up among the rows given, so pass every row of the keys involved from
     `baseline.windows` hops before the first target on (a later row never affects an earlier one).
     """
     out = windows.copy()
     if out.empty:
-        out["volume_z"], out["sentiment_z"] = pd.Series(dtype=float), pd.Series(dtype=float)
+        for col in Z_COLUMNS:
+            out[col] = pd.Series(dtype=float)
         return out
     codes, _ = pd.factorize(out["key"], sort=True)
     bucket = out["start_us"].to_numpy(dtype=np.int64) // spec.hop_us
     ids = codes.astype(np.int64) * (1 << 40) + bucket  # one sortable integer per (key, window)
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
-    counts = out["count"].to_numpy(dtype=np.float64)[order]
-    index = out["sentiment_index"].to_numpy(dtype=np.float64)[order]
     lags = np.arange(1, baseline.windows + 1, dtype=np.int64)
     wanted = ids[:, None] - lags[None, :]
     pos = np.clip(np.searchsorted(sorted_ids, wanted), 0, len(sorted_ids) - 1)
     present = sorted_ids[pos] == wanted
-    base_counts = np.where(present, counts[pos], 0.0)
-    base_index = np.where(present, index[pos], np.nan)
     defined = present.sum(axis=1) >= baseline.min_windows
-    out["volume_z"] = _z(out["count"].to_numpy(dtype=np.float64), base_counts, baseline.volume_floor, defined)
-    out["sentiment_z"] = _z(out["sentiment_index"].to_numpy(dtype=np.float64), base_index,
-                            baseline.sentiment_floor, defined)
+
+    def lagged(col: str, absent: float) -> tuple[np.ndarray, np.ndarray]:
+        values = out[col].to_numpy(dtype=np.float64)
+        return values, np.where(present, values[order][pos], absent)
+
+    count, base = lagged("count", 0.0)  # an empty window counts 0 items
+    out["volume_z"] = _z(count, base, baseline.volume_floor, defined)
+    index, base = lagged("sentiment_index", np.nan)  # ...but has no sentiment
+    out["sentiment_z"] = _z(index, base, baseline.sentiment_floor, defined)
+    stories, base = lagged("n_stories", 0.0)
+    out["story_z"] = _z(stories, base, baseline.volume_floor, defined)
+    story_sentiment, base = lagged("story_sentiment", np.nan)  # null until a story of the window is settled
+    settled = (~np.isnan(base)).sum(axis=1) >= baseline.min_windows
+    out["story_sentiment_z"] = _z(story_sentiment, base, baseline.sentiment_floor, settled)
     return out
 
 

@@ -7,10 +7,10 @@ only behind stream time (`complete_time`, monitor/core/streamtime.py), where no 
 still arrive: each pass takes the accepted, unsettled items with event time before `until`, assigns them
 with `StoryIndex` in (event time, item id) order, writes their story id and novelty, adds their story
 contributions (monitor/windows/engine.py `story_sums`) to the windows of their keys and re-derives those
-windows. Every run of the same news, at any speed and after any outage, settles the same items in the same
-order: the same stories, the same windows. The pass runs in the caller's transaction (the aggregator's, with
-the source marks that moved stream time; the backtest's before each evaluation), so an alert evaluated at a
-complete tick sees final story counts.
+windows, and the story z-scores of the windows after them. Every run of the same news, at any speed and
+after any outage, settles the same items in the same order: the same stories, the same windows. The pass
+runs in the caller's transaction (the aggregator's, with the source marks that moved stream time; the
+backtest's before each evaluation), so an alert evaluated at a complete tick sees final story counts.
 
 Limits, by design: once every source is idle, everything delivered is settled (`processed + 1`); a source
 that wakes up again may then deliver an item older than what was settled (within its grace), which is
@@ -37,14 +37,14 @@ from monitor.store import windows as wstore
 from monitor.stories import StoryInput
 from monitor.stories.index import StoryIndex
 from monitor.timestamps import to_us
-from monitor.windows.derived import rederive_stories
-from monitor.windows.engine import STORY_SUM_COLUMNS, explode_keys, story_sums
+from monitor.windows.derived import rederive
+from monitor.windows.engine import STORY_SUM_COLUMNS, Baseline, explode_keys, story_sums
 from monitor.windows.spec import WindowSpec
 
 STORY_TEXT_CHARS = 4000  # of title + body: enough for MinHash to tell stories apart, bounded per row
 
 
-def settle_stories(conn: Connection, index: StoryIndex, specs: Sequence[WindowSpec],
+def settle_stories(conn: Connection, index: StoryIndex, specs: Sequence[WindowSpec], baseline: Baseline,
                    until_us: int, now: datetime | None = None) -> list[WindowRow]:
     """Settle every unsettled accepted item before `until_us`; return the window rows that changed."""
     rows = wstore.unsettled_items(conn, until_us)
@@ -63,7 +63,8 @@ def settle_stories(conn: Connection, index: StoryIndex, specs: Sequence[WindowSp
     for spec in specs:
         sums = story_sums(exploded, spec)
         wstore.add_sums(conn, spec.label, spec.size_us, sums, STORY_SUM_COLUMNS)
-        out.extend(rederive_stories(conn, spec, sums[["key", "start_us"]]))
+        # the story z-scores of the windows after them move too (their baselines include these)
+        out.extend(rederive(conn, spec, baseline, sums[["key", "start_us"]]))
     return out
 
 

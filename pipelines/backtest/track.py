@@ -15,7 +15,7 @@ import pandas as pd
 from monitor.alerts.rules import Rule, RuleSet
 from monitor.alerts.track import HORIZONS, TrackRecord
 
-_SENTIMENT = {"sentiment_index", "mean_sentiment", "sentiment_z", "story_sentiment"}
+_SENTIMENT = {"sentiment_index", "mean_sentiment", "sentiment_z", "story_sentiment", "story_sentiment_z"}
 _BEARISH_SHARE = {"negative_share", "story_negative_share"}
 
 
