@@ -13,6 +13,7 @@ from sqlalchemy import Engine, String, and_, cast, func, or_, select
 from monitor.records import WINDOW_DERIVED, WINDOW_ZSCORES
 from monitor.store import as_utc
 from monitor.store.schema import aggregate_items, dead_letters, scored_items
+from monitor.windows.spec import parse_spec
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,7 @@ def tickers(engine: Engine) -> list[str]:
     sizes = window_sizes(engine)
     if not sizes:
         return []
-    longest = max(sizes, key=lambda size: pd.Timedelta(size))
+    longest = max(sizes, key=lambda size: parse_spec(size).size_us)
     query = (
         select(w.key, func.sum(w["count"]).label("n"))
         .where(w.key.like("ticker:%"), w.size == longest)

@@ -48,8 +48,11 @@ def format_duration(us: int) -> str:
 
 
 def _duration_us(text: str, what: str) -> int:
+    text = text.strip()
+    if len(text) > 1 and text.endswith("d") and text[-2].isdigit():
+        text = text[:-1] + "D"  # our own labels say '1d'; pandas deprecates the lower-case day alias
     try:
-        delta = pd.Timedelta(text.strip())
+        delta = pd.Timedelta(text)
     except (ValueError, TypeError) as exc:
         raise WindowError(
             f"window {what} {text!r} is not a duration; use a pandas alias such as '5min', '1h' or '1D'"
