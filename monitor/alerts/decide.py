@@ -18,7 +18,7 @@ one notification per channel. Silenced alerts change state as usual but queue no
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -102,14 +102,15 @@ def matching(rule: Rule, windows: Sequence[dict[str, Any]]) -> dict[str, dict[st
 
 
 def decide(rules: RuleSet, in_view: Mapping[str, Sequence[dict[str, Any]]],
-           active: Mapping[tuple[str, str], dict[str, Any]], silences: Sequence[dict[str, Any]], now: datetime
-           ) -> list[Action]:
+           active: Mapping[tuple[str, str], dict[str, Any]], silences: Sequence[dict[str, Any]], now: datetime,
+           only: Collection[str] | None = None) -> list[Action]:
     """The actions of one evaluation at `now`, in the order they are to be written. `in_view`: rule name ->
-    the windows in view; `active`: (rule, key) -> the pending or firing alert (not modified)."""
+    the windows in view; `active`: (rule, key) -> the pending or firing alert (not modified); `only`: the
+    names of the rules to evaluate (None: all), whose alerts alone may change."""
     actions: list[Action] = []
-    current = {ident: copy.deepcopy(alert) for ident, alert in active.items()}
+    current = {ident: copy.deepcopy(alert) for ident, alert in active.items() if only is None or ident[0] in only}
     seen: set[tuple[str, str]] = set()
-    for rule in rules.rules:
+    for rule in rules.rules if only is None else [r for r in rules.rules if r.name in only]:
         for key, window in sorted(matching(rule, in_view.get(rule.name, ())).items()):
             seen.add((rule.name, key))
             _hold(rules, rule, key, window, current.get((rule.name, key)), now, silences, actions)

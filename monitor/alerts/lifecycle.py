@@ -7,7 +7,7 @@ and write the actions in one transaction. Every transition is stored in `alert_e
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -46,19 +46,22 @@ class AlertEvaluator:
         a window still filling up would make the result depend on how far the stream had got)."""
         self.store, self.rules, self.complete_only = store, rules, complete_only
 
-    def evaluate(self, now: datetime) -> list[dict[str, Any]]:
-        """Apply the lifecycle at `now`; return the transitions made (alerts as `public` shows them)."""
+    def evaluate(self, now: datetime, only: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """Apply the lifecycle at `now` to every rule, or to the rules named in `only` (a caller that knows
+        the others cannot change); return the transitions made (alerts as `public` shows them)."""
         with self.store.engine.begin() as conn:
             active = astore.active_alerts(conn)
             silences = astore.active_silences(conn, now)
-            actions = decide(self.rules, self._in_view(conn, now), active, silences, now)
+            actions = decide(self.rules, self._in_view(conn, now, only), active, silences, now, only)
             return self._write(conn, actions, now)
 
-    def _in_view(self, conn: Connection, now: datetime) -> dict[str, list[dict[str, Any]]]:
+    def _in_view(self, conn: Connection, now: datetime, only: Collection[str] | None
+                 ) -> dict[str, list[dict[str, Any]]]:
+        rules = [rule for rule in self.rules.rules if only is None or rule.name in only]
         by_size: dict[str, list[dict[str, Any]]] = {}
-        for size in dict.fromkeys(rule.window for rule in self.rules.rules):
+        for size in dict.fromkeys(rule.window for rule in rules):
             by_size[size] = windows_in_view(conn, size, now, parse_spec(size).size_us, self.complete_only)
-        return {rule.name: by_size[rule.window] for rule in self.rules.rules}
+        return {rule.name: by_size[rule.window] for rule in rules}
 
     def _write(self, conn: Connection, actions: Sequence[Action], now: datetime) -> list[dict[str, Any]]:
         transitions: list[dict[str, Any]] = []
