@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from monitor.records import DeadLetter, RawItem, ScoredItem
+from monitor.clock import to_micros
+from monitor.records import DeadLetter, RawItem, ScoredItem, SourceMark
 from monitor.store import Store, as_utc
+from monitor.store.sources import apply_marks, stream_clock_marks
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -148,3 +150,24 @@ def test_source_snapshots_keep_each_feeds_event_time(store_url: str) -> None:
         assert sstore.load_snapshot(conn, "news.raw", 1, 3) == (SourceState(3, None, {}), True)
         assert sstore.load_snapshot(conn, "news.raw", 2, 5) == (SourceState(5), False)  # none at all
         assert sstore.load_snapshot(conn, "news.raw", 2, 0) == (SourceState(0), True)  # the very start
+
+
+def test_stream_marks_keep_the_newest_state_and_the_max_time_of_a_batch_with_interleaved_marks(store_url: str) -> None:
+    """Two classify workers' marks of one source can interleave on a news.scored partition around a rebalance:
+    a stale one (older time, lower offset) after the newer one in the same batch must not pull time back."""
+    t0 = datetime(2025, 5, 9, 15, tzinfo=UTC)
+    newer = SourceMark("news.raw", 2, 40, t0, True, 4, t0, 0, 4)
+    stale = SourceMark("news.raw", 2, 25, t0 - timedelta(hours=9), False, 4, t0, 3, 4)
+    store = Store(store_url)
+    store.create_schema()
+    with store.engine.begin() as conn:
+        apply_marks(conn, "news.scored", [(0, newer), (0, stale), (1, stale)])
+    with store.engine.connect() as conn:
+        marks = {m.partition: m for m in stream_clock_marks(conn, "news.scored")}
+    assert (marks[0].max_t_us, marks[0].idle) == (to_micros(t0), True)  # both from the newer mark
+    assert (marks[1].max_t_us, marks[1].idle) == (to_micros(t0 - timedelta(hours=9)), False)
+    with store.engine.begin() as conn:  # and across batches, as before
+        apply_marks(conn, "news.scored", [(0, stale)])
+    with store.engine.connect() as conn:
+        assert {m.partition: m.max_t_us for m in stream_clock_marks(conn, "news.scored")}[0] == to_micros(t0)
+    store.dispose()

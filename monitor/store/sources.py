@@ -73,15 +73,21 @@ def apply_marks(conn: Connection, topic: str, marks: Iterable[tuple[int, SourceM
     """Store (news.scored partition, mark) pairs: the max event time only grows; the idle flag follows the
     newest mark (by source offset), so a redelivered old mark cannot undo a newer one."""
     latest: dict[tuple[int, int], SourceMark] = {}
+    batch_t: dict[tuple[int, int], int] = {}  # the max event time of every mark of the pair in this batch
     for partition, mark in marks:
-        latest[(partition, mark.src_partition)] = mark
+        pair = (partition, mark.src_partition)
+        # the newest by source offset wins (a later one on the partition if equal), as against the stored mark
+        if pair not in latest or mark.through_offset >= latest[pair].through_offset:
+            latest[pair] = mark
+        if mark.max_event_time is not None:
+            batch_t[pair] = max(batch_t.get(pair, 0), to_micros(mark.max_event_time))
     if not latest:
         return
     current = {(r.partition, r.src_partition): r for r in conn.execute(select(stream_marks).where(
         stream_marks.c.topic == topic, stream_marks.c.partition.in_(sorted({p for p, _ in latest}))))}
     rows = []
     for (partition, source), mark in sorted(latest.items()):
-        t_us = to_micros(mark.max_event_time) if mark.max_event_time is not None else None
+        t_us = batch_t.get((partition, source))  # not just the last mark's: two workers' marks may interleave
         old = current.get((partition, source))
         if old is not None:
             if old.max_t_us is not None and (t_us is None or old.max_t_us > t_us):
