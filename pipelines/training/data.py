@@ -55,9 +55,20 @@ def read_topic_labels(path: Path) -> list[str]:
     return frame.assign(label_id=frame["label_id"].astype(int)).sort_values("label_id")["label"].tolist()
 
 
-def load_labelled(path: Path, text_col: str, label_col: str, labels: Sequence[str], task: str) -> pd.DataFrame:
-    """Read `path` and return columns text/label, with every label checked against `labels`."""
+def load_labelled(
+    path: Path,
+    text_col: str,
+    label_col: str,
+    labels: Sequence[str],
+    task: str,
+    split: str | None = None,
+    split_col: str = "split",
+) -> pd.DataFrame:
+    """Read `path` and return columns text/label, with every label checked against `labels`; with `split`, only
+    the rows whose `split_col` equals it (a file that carries its own fixed train/validation split)."""
     frame = read_table(path)
+    if split is not None:
+        frame = select_split(frame, path, split, split_col)
     missing = [c for c in (text_col, label_col) if c not in frame.columns]
     if missing:
         raise click.BadParameter(
@@ -68,6 +79,23 @@ def load_labelled(path: Path, text_col: str, label_col: str, labels: Sequence[st
     out["label"] = out["label"].str.strip()
     check_labels(out["label"], labels, path, task)
     return out.reset_index(drop=True)
+
+
+def select_split(frame: pd.DataFrame, path: Path, split: str, split_col: str) -> pd.DataFrame:
+    """The rows of `frame` whose `split_col` is `split`; an absent column or an empty selection is an error
+    (evaluating on zero rows, or silently on all of them, would report a number for the wrong data)."""
+    if split_col not in frame.columns:
+        raise click.BadParameter(
+            f"{path}: no split column {split_col!r} to select {split!r} rows from; available columns: "
+            f"{list(frame.columns)}. Name it with --split-col, or drop --split to use every row"
+        )
+    values = frame[split_col].astype(str).str.strip()
+    if not (values == split).any():
+        found = sorted(values.unique())[:10]
+        raise click.BadParameter(
+            f"{path}: no row has {split_col} = {split!r}; values present: {found}. Pick one of those with --split"
+        )
+    return frame[values == split]
 
 
 def check_labels(values: pd.Series, labels: Sequence[str], path: Path, task: str) -> None:

@@ -1,10 +1,13 @@
 """`finmon evaluate`: score a finmon model on a labelled file for one head (sentiment or topic).
 
     finmon evaluate --task sentiment --data FILE [--model M] [--text-col text] [--label-col label] [--json]
+    finmon evaluate --task topic --data data/news/finmon_news.csv --label-col topic --split validation
 
 Labels are names (negative/neutral/positive; topic names as the model's finmon_config.json lists them,
 which for the shipped model are those of topic_labels.csv). `--json` prints one object with n, accuracy,
 macro_f1, weighted_f1, labels, per_class and confusion_matrix (rows = true label, columns = predicted).
+`--split NAME` keeps only the rows whose split column (`--split-col`, default `split`) is NAME, for files that
+carry a fixed train/validation split such as the project's news set.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ class EvalArguments:
     )
     text_col: str = field(default="text", metadata={"help": "Column with the text."})
     label_col: str = field(default="label", metadata={"help": "Column with the label name."})
+    split: str | None = field(
+        default=None, metadata={"help": "Only rows whose split column has this value (e.g. validation)."}
+    )
+    split_col: str = field(default="split", metadata={"help": "Column that --split selects on."})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N."})
     quantize: bool = field(default=False, metadata={"help": "Evaluate the dynamic int8 model (CPU)."})
     report_dir: Path | None = field(
@@ -50,13 +57,13 @@ def evaluate(args: EvalArguments) -> dict[str, Any]:
     except (ModelNotFoundError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--model/--device") from exc
     labels = engine.topic_labels if args.task == "topic" else engine.sentiment_labels
-    frame = load_labelled(args.data, args.text_col, args.label_col, labels, args.task)
+    frame = load_labelled(args.data, args.text_col, args.label_col, labels, args.task, args.split, args.split_col)
     preds = engine.predict(frame["text"].tolist())
     predicted = [p.topic if args.task == "topic" else p.sentiment for p in preds]
     metrics = compute_metrics(frame["label"].tolist(), predicted, labels)
     if args.report_dir is not None:
         _write_reports(args, frame["label"].tolist(), predicted, labels, metrics)
-    return {**metrics, "task": args.task, "model": engine.version}
+    return {**metrics, "task": args.task, "model": engine.version, "split": args.split}
 
 
 def _write_reports(
@@ -66,7 +73,7 @@ def _write_reports(
 
     assert args.report_dir is not None  # noqa: S101  (checked by the caller)
     args.report_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{args.task}_{args.data.stem}"
+    stem = f"{args.task}_{args.data.stem}" + (f"_{args.split}" if args.split else "")
     (args.report_dir / f"classification_report_{stem}.txt").write_text(
         report_text(truth, predicted, labels), encoding="utf-8"
     )
@@ -83,7 +90,8 @@ def render_text(metrics: dict[str, Any]) -> str:
     labels = metrics["labels"]
     width = max(len(lab) for lab in labels) + 2
     lines = [
-        f"model {metrics['model']}  task {metrics['task']}  n={metrics['n']}",
+        f"model {metrics['model']}  task {metrics['task']}  n={metrics['n']}"
+        + (f"  split {metrics['split']}" if metrics.get("split") else ""),
         f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
         f"weighted-F1 {metrics['weighted_f1']:.4f}",
         "",
