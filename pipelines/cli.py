@@ -27,6 +27,7 @@ LAZY = {
     "replay": "pipelines.replay:command",
     "train": "pipelines.training.train:command",
     "evaluate": "pipelines.training.evaluate:command",
+    "calibrate": "pipelines.training.recalibrate:command",
     "dashboard": "dashboards.serve:command",
     "ingest": "pipelines.ingest:command",
     "backtest": "pipelines.backtest:command",
