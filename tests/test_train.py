@@ -158,6 +158,7 @@ def test_calibrate_command_refits_on_the_recorded_validation_rows(
     shutil.copytree(out, model)
     metrics = json.loads((model / "metrics.json").read_text())
     del metrics["calibration"]  # as a model trained before calibration existed
+    metrics["card_notes"] = {"reproduce": "A hand-written note on the teacher."}  # survives the re-rendered card
     (model / "metrics.json").write_text(json.dumps(metrics))
     config = json.loads((model / "finmon_config.json").read_text())
     del config["calibration"]
@@ -171,7 +172,8 @@ def test_calibrate_command_refits_on_the_recorded_validation_rows(
     assert after["calibration"]["previous"]["version"] == metrics["version"]
     assert after["calibration"]["heads"]["sentiment"]["n"] == 6  # exactly the held-out rows
     assert after["validation"]["topic"]["accuracy"] == metrics["validation"]["topic"]["accuracy"]  # same labels
-    assert "## Calibration" in (model / "README.md").read_text()
+    card = (model / "README.md").read_text()
+    assert "## Calibration" in card and "A hand-written note on the teacher." in card
 
     # Changed data would give other validation rows: refused, with the reason.
     frame = pd.read_json(root / "sent.jsonl", lines=True)

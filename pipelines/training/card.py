@@ -80,11 +80,19 @@ def _calibration_lines(metrics: dict[str, Any]) -> list[str]:
         "",
         f"Reliability diagrams: `reliability_<head>.png`. int8 re-score margin: {m['chosen']} ({verdict} of "
         f"{len(m['grid'])} margins tried with which int8 plus fp32 re-scoring agrees with fp32 on >= "
-        f"{m['target_agreement']:.1%} of top labels per head on the n={m['n']} validation texts: topic "
-        f"{at['topic_agreement']:.4f}, sentiment {at['sentiment_agreement']:.4f}, {at['rescored_fraction']:.1%} "
-        "re-scored), stored in `finmon_config.json` with the temperatures. `finmon calibrate MODEL_DIR` refits both.",
+        f"{m['target_agreement']:.1%} of top labels per head on the n={m['n']} validation texts, estimated from one "
+        f"int8 and one fp32 pass: topic {at['topic_agreement']:.4f}, sentiment {at['sentiment_agreement']:.4f}, "
+        f"{at['rescored_fraction']:.1%} re-scored), stored in `finmon_config.json` with the temperatures. "
+        "`finmon calibrate MODEL_DIR` refits both.",
     ]
     return lines
+
+
+def _notes(metrics: dict[str, Any], section: str) -> list[str]:
+    """Hand-written lines kept in metrics.json under `card_notes`, so a re-rendered card (after `finmon calibrate`)
+    keeps what the generator cannot know, e.g. how a teacher model was trained."""
+    text = metrics.get("card_notes", {}).get(section)
+    return [*text.splitlines(), ""] if text else []
 
 
 def reproduce_command(arguments: dict[str, dict[str, Any]]) -> str:
@@ -206,6 +214,7 @@ def render_card(metrics: dict[str, Any]) -> str:
         *_calibration_lines(metrics),
         "",
         "## Reproduce",
+        *_notes(metrics, "reproduce"),
         "Training command (paths as used for this run; `--export-split DIR` writes the held-out rows), then",
         "`finmon evaluate --task topic|sentiment --data DIR/<task>_validation.csv --model OUTPUT_DIR`:",
         "",
