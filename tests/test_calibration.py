@@ -155,8 +155,8 @@ def test_int8_engine_uses_the_stored_margin_and_the_temperatures(shipped: Engine
     int8 = load_classifier(device="cpu", quantize=True)
     assert stored is not None and int8.rescore_margin == stored and int8.describe()["int8_rescore_margin"] == stored
     assert int8.temperatures == shipped.temperatures
-    assert load_classifier(device="cpu", quantize=True, rescore_margin=0.5).rescore_margin == 0.5  # explicit wins
     everything = load_classifier(device="cpu", quantize=True, rescore_margin=1.0)
+    assert everything.rescore_margin == 1.0  # an explicit margin wins over the stored one
     # Every text re-scored in fp32: the int8 engine gives the fp32 engine's calibrated probabilities.
     np.testing.assert_allclose(everything.predict_proba(TEXTS)[1], shipped.predict_proba(TEXTS)[1], atol=1e-5)
     assert everything.texts_rescored == len(TEXTS)
