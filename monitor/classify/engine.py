@@ -267,19 +267,20 @@ class Engine:
         return softmax(topic_logits, t_topic), softmax(sent_logits, t_sent)
 
     def _run(self, model: nn.Module, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Both heads' logits of `texts` under `model`, in input order."""
         n = len(texts)
-        topic_p = np.zeros((n, len(self._topics)), dtype=np.float32)
-        sent_p = np.zeros((n, len(self._sentiments)), dtype=np.float32)
+        topic_z = np.zeros((n, len(self._topics)), dtype=np.float32)
+        sent_z = np.zeros((n, len(self._sentiments)), dtype=np.float32)
         if n == 0:
-            return topic_p, sent_p
+            return topic_z, sent_z
         pending: list[tuple[np.ndarray, torch.Tensor, torch.Tensor]] = []
         with torch.inference_mode():
             for batch in self._batches(texts):
                 pending.append((batch.index, *self._logits(model, batch)))
         # One host sync at the end: on CUDA the device queue never waits for Python.
-        for index, tp, sp in pending:
-            topic_p[index], sent_p[index] = tp.cpu().numpy(), sp.cpu().numpy()
-        return topic_p, sent_p
+        for index, tz, sz in pending:
+            topic_z[index], sent_z[index] = tz.cpu().numpy(), sz.cpu().numpy()
+        return topic_z, sent_z
 
     def _logits(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         ids = batch.input_ids.to(self.device, non_blocking=True)
