@@ -99,18 +99,23 @@ def pipeline_path(engine: Any, texts: Sequence[str], batch_size: int) -> Callabl
         len(x) for x in engine.tokenizer(list(texts), truncation=True, max_length=engine.max_length)["input_ids"]
     ]
 
+    t_topic, t_sent = engine.temperatures  # the model's calibration, as the engine applies it
+
     def run() -> tuple[np.ndarray, np.ndarray]:
         outputs = pipe(list(texts), return_tensors=True, truncation=True, max_length=engine.max_length)
         with torch.inference_mode():
             pooled = torch.stack([o[0, :n].mean(0) for o, n in zip(outputs, lengths, strict=True)]).float()
-            return model.topic(pooled).softmax(-1).numpy(), model.sentiment(pooled).softmax(-1).numpy()
+            topic = (model.topic(pooled) / t_topic).softmax(-1)
+            return topic.numpy(), (model.sentiment(pooled) / t_sent).softmax(-1).numpy()
 
     return run
 
 
 def naive_path(engine: Any, texts: Sequence[str]) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
-    """One text per forward pass, no batching, fp32."""
+    """One text per forward pass, no batching, fp32, the model's temperatures."""
     import torch
+
+    t_topic, t_sent = engine.temperatures
 
     def run() -> tuple[np.ndarray, np.ndarray]:
         topic, sent = [], []
@@ -118,8 +123,8 @@ def naive_path(engine: Any, texts: Sequence[str]) -> Callable[[], tuple[np.ndarr
             for text in texts:
                 enc = engine.tokenizer(text, truncation=True, max_length=engine.max_length, return_tensors="pt")
                 t, s = engine.model(enc["input_ids"].to(engine.device), enc["attention_mask"].to(engine.device))
-                topic.append(t.softmax(-1)[0].cpu().numpy())
-                sent.append(s.softmax(-1)[0].cpu().numpy())
+                topic.append((t / t_topic).softmax(-1)[0].cpu().numpy())
+                sent.append((s / t_sent).softmax(-1)[0].cpu().numpy())
         return np.stack(topic), np.stack(sent)
 
     return run

@@ -28,6 +28,7 @@ LAZY = {
     "train": "pipelines.training.train:command",
     "evaluate": "pipelines.training.evaluate:command",
     "fetch-teacher": "pipelines.training.teacher:command",
+    "calibrate": "pipelines.training.recalibrate:command",
     "dashboard": "dashboards.serve:command",
     "ingest": "pipelines.ingest:command",
     "backtest": "pipelines.backtest:command",

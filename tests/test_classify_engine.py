@@ -52,11 +52,13 @@ def engine() -> Engine:
 
 
 def plain_forward(engine: Engine, text: str) -> tuple[np.ndarray, np.ndarray]:
-    """Reference: one unpadded text through the same model, no engine machinery."""
+    """Reference: one unpadded text through the same model, no engine machinery; the model's calibrated
+    temperatures, from its config."""
     enc = engine.tokenizer(text, truncation=True, max_length=engine.max_length, return_tensors="pt")
     with torch.no_grad():
         topic, sent = engine.model(enc["input_ids"], enc["attention_mask"])
-    return topic.softmax(-1)[0].numpy(), sent.softmax(-1)[0].numpy()
+    t_topic, t_sent = engine.config.temperature("topic"), engine.config.temperature("sentiment")
+    return (topic / t_topic).softmax(-1)[0].numpy(), (sent / t_sent).softmax(-1)[0].numpy()
 
 
 def test_engine_implements_classifier_with_content_versioned_name(engine: Engine) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,63 @@ def test_training_writes_every_artifact(trained: tuple[Path, Path, Path]) -> Non
         assert any(n.startswith("encoder.layer.5.") for n in names)
         assert not any(n.startswith("embeddings.") for n in names)
     assert "Validation metrics" in (out / "README.md").read_text()
+
+
+def test_training_calibrates_the_saved_model(trained: tuple[Path, Path, Path]) -> None:
+    _, out, _ = trained
+    calibration = json.loads((out / "finmon_config.json").read_text())["calibration"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for head in ("topic", "sentiment"):
+        report = metrics["calibration"]["heads"][head]
+        assert calibration[head]["temperature"] == report["temperature"] > 0
+        assert report["n"] == 6 and 0 <= report["ece_after"] <= 1 and report["nll_after"] <= report["nll_before"]
+        assert (out / f"reliability_{head}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    margin = metrics["calibration"]["int8_rescore_margin"]
+    assert calibration["int8_rescore_margin"] == margin["chosen"] and margin["n"] == 12
+    assert load_classifier(str(out), device="cpu", quantize=True).rescore_margin == margin["chosen"]
+    assert metrics["int8_agreement"]["n"] == 12
+    card = (out / "README.md").read_text()
+    assert "## Calibration" in card and "ECE before" in card and "finmon calibrate" in card
+
+
+def test_calibrate_command_refits_on_the_recorded_validation_rows(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from pipelines.cli import cli
+
+    root, out, _ = trained
+    if json.loads((out / "finmon_config.json").read_text())["adapter"] is None:
+        return  # one encoder mode is enough for the command
+    model = tmp_path / "model"
+    shutil.copytree(out, model)
+    metrics = json.loads((model / "metrics.json").read_text())
+    del metrics["calibration"]  # as a model trained before calibration existed
+    metrics["card_notes"] = {"reproduce": "A hand-written note on the teacher."}  # survives the re-rendered card
+    (model / "metrics.json").write_text(json.dumps(metrics))
+    config = json.loads((model / "finmon_config.json").read_text())
+    del config["calibration"]
+    (model / "finmon_config.json").write_text(json.dumps(config))
+    uncalibrated = load_classifier(str(model), device="cpu").version
+    result = CliRunner().invoke(cli, ["calibrate", str(model), "--device", "cpu", "--threads", "2"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    after = json.loads((model / "metrics.json").read_text())
+    assert summary["version"] == after["version"] == load_classifier(str(model), device="cpu").version != uncalibrated
+    assert after["calibration"]["previous"]["version"] == metrics["version"]
+    assert after["calibration"]["heads"]["sentiment"]["n"] == 6  # exactly the held-out rows
+    assert after["validation"]["topic"]["accuracy"] == metrics["validation"]["topic"]["accuracy"]  # same labels
+    card = (model / "README.md").read_text()
+    assert "## Calibration" in card and "A hand-written note on the teacher." in card
+
+    # Changed data would give other validation rows: refused, with the reason.
+    frame = pd.read_json(root / "sent.jsonl", lines=True)
+    frame["headline"] += " (edited)"
+    frame.to_json(tmp_path / "edited.jsonl", orient="records", lines=True)
+    edited = CliRunner().invoke(cli, ["calibrate", str(model), "--sentiment-data", str(tmp_path / "edited.jsonl")])
+    assert edited.exit_code != 0 and "validation rows rebuilt from the recorded data differ" in edited.output
+    (model / "metrics.json").unlink()
+    missing = CliRunner().invoke(cli, ["calibrate", str(model)])
+    assert missing.exit_code != 0 and "has no metrics.json" in missing.output
 
 
 def test_metrics_json_matches_the_saved_model(trained: tuple[Path, Path, Path]) -> None:

@@ -11,6 +11,10 @@ Why it is faster than `transformers.pipeline(batch_size=32)` on the same model:
 * on CPU: optional dynamic int8 quantisation of the linear layers (`compare_engines` measures how far its
   predictions move from fp32).
 
+Probabilities are softmax(logits / T) with the model's calibrated temperature per head (1 for an uncalibrated
+model), on every path: fp32, int8 and the fp32 re-scoring of low-margin int8 texts. Temperature never changes
+a label, only how sure the model says it is.
+
 Odd input never raises: non-strings are stringified, invalid surrogates replaced, very long texts cut to a
 character cap and then truncated to the model's token limit; an empty string still gets a Prediction.
 """
@@ -45,7 +49,8 @@ DEFAULT_CHUNK = 2048
 CPU_INT8_MAX_BATCH_TOKENS = 2048
 # int8 flips a prediction only where fp32 is close to a tie. Texts whose int8 top-2 probability margin (either
 # head) is below this are re-scored in fp32: on held-out tweets ~10% of texts, lifting label agreement with fp32
-# from ~97-98% to >99% (measured by `compare_engines`, reported in metrics.json).
+# from ~97-98% to >99% (measured by `compare_engines`, reported in metrics.json). A calibrated model stores its
+# own margin (chosen on its validation texts by `finmon calibrate`); this is the fallback for models without.
 INT8_RESCORE_MARGIN = 0.25
 _QUEUE_DEPTH = 4
 
@@ -181,6 +186,8 @@ class Engine:
         self.autocast_dtype = _autocast_dtype() if (self.cuda and autocast) else None
         self._version = version
         self.reference, self.rescore_margin = reference, rescore_margin
+        # Mutable on purpose: calibration fits them on this engine's logits and tests compare T with T = 1.
+        self.temperatures = (config.temperature("topic"), config.temperature("sentiment"))
         self.texts_scored = self.texts_rescored = 0
         self._topics = tuple(config.topic_labels)
         self._sentiments = tuple(config.sentiment_labels)
@@ -219,6 +226,7 @@ class Engine:
             "pad_multiple": PAD_MULTIPLE,
             "torch_threads": torch.get_num_threads(),
             "int8_rescore_margin": self.rescore_margin if self.reference is not None else None,
+            "temperatures": dict(zip(("topic", "sentiment"), self.temperatures, strict=True)),
         }
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
@@ -237,32 +245,44 @@ class Engine:
         ]
 
     def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Topic and sentiment probabilities, shape (n, n_topics) and (n, 3), in input order."""
-        topic_p, sent_p = self._run(self.model, texts)
+        """Calibrated topic and sentiment probabilities, shape (n, n_topics) and (n, 3), in input order."""
+        return self.probabilities(*self.predict_logits(texts))
+
+    def predict_logits(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw (untempered) topic and sentiment logits in input order; on the int8 engine, the rows of texts
+        whose calibrated probability margin is below the re-score margin come from the fp32 model."""
+        topic_z, sent_z = self._run(self.model, texts)
         self.texts_scored += len(texts)
         if self.reference is not None and self.rescore_margin > 0 and len(texts):
+            topic_p, sent_p = self.probabilities(topic_z, sent_z)
             redo = np.flatnonzero(np.minimum(_margin(topic_p), _margin(sent_p)) < self.rescore_margin)
             if len(redo):
-                topic_p[redo], sent_p[redo] = self._run(self.reference, [texts[int(i)] for i in redo])
+                topic_z[redo], sent_z[redo] = self._run(self.reference, [texts[int(i)] for i in redo])
                 self.texts_rescored += len(redo)
-        return topic_p, sent_p
+        return topic_z, sent_z
+
+    def probabilities(self, topic_logits: np.ndarray, sent_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """softmax(logits / T) per head, with this engine's temperatures."""
+        t_topic, t_sent = self.temperatures
+        return softmax(topic_logits, t_topic), softmax(sent_logits, t_sent)
 
     def _run(self, model: nn.Module, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Both heads' logits of `texts` under `model`, in input order."""
         n = len(texts)
-        topic_p = np.zeros((n, len(self._topics)), dtype=np.float32)
-        sent_p = np.zeros((n, len(self._sentiments)), dtype=np.float32)
+        topic_z = np.zeros((n, len(self._topics)), dtype=np.float32)
+        sent_z = np.zeros((n, len(self._sentiments)), dtype=np.float32)
         if n == 0:
-            return topic_p, sent_p
+            return topic_z, sent_z
         pending: list[tuple[np.ndarray, torch.Tensor, torch.Tensor]] = []
         with torch.inference_mode():
             for batch in self._batches(texts):
-                pending.append((batch.index, *self._forward(model, batch)))
+                pending.append((batch.index, *self._logits(model, batch)))
         # One host sync at the end: on CUDA the device queue never waits for Python.
-        for index, tp, sp in pending:
-            topic_p[index], sent_p[index] = tp.cpu().numpy(), sp.cpu().numpy()
-        return topic_p, sent_p
+        for index, tz, sz in pending:
+            topic_z[index], sent_z[index] = tz.cpu().numpy(), sz.cpu().numpy()
+        return topic_z, sent_z
 
-    def _forward(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _logits(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         ids = batch.input_ids.to(self.device, non_blocking=True)
         mask = batch.attention_mask.to(self.device, non_blocking=True)
         if self.autocast_dtype is not None:
@@ -270,7 +290,7 @@ class Engine:
                 topic_logits, sent_logits = model(ids, mask)
         else:
             topic_logits, sent_logits = model(ids, mask)
-        return topic_logits.float().softmax(-1), sent_logits.float().softmax(-1)
+        return topic_logits.float(), sent_logits.float()
 
     def _batches(self, texts: Sequence[str]) -> Iterator[Batch]:
         """Yield batches; on CUDA they are produced by a background thread, ahead of the forward pass."""
@@ -300,6 +320,13 @@ class Engine:
             return_token_type_ids=False,
         )
         return list(enc["input_ids"])
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax(logits / temperature), float32, stable for large logits."""
+    z = np.asarray(logits, dtype=np.float32) / np.float32(temperature)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
 
 
 def _margin(probs: np.ndarray) -> np.ndarray:
@@ -335,15 +362,23 @@ def _prefetch(source: Iterator[Batch]) -> Iterator[Batch]:
 
 
 def load_classifier(
-    model: str | None = None, *, device: str = "auto", quantize: bool = False, max_batch_tokens: int = 8192
+    model: str | None = None,
+    *,
+    device: str = "auto",
+    quantize: bool = False,
+    max_batch_tokens: int = 8192,
+    rescore_margin: float | None = None,
 ) -> Engine:
     """Load a finmon model (None = the shipped default) behind the batched engine.
 
     `quantize=True` applies dynamic int8 quantisation (per-channel weights, 8-bit activations) and keeps the
     fp32 model to re-score texts whose int8 prediction is close to a tie, so labels stay within ~1% of fp32.
-    It is a CPU feature and is ignored (with a warning) on CUDA, where bf16/fp16 autocast is used instead.
-    On CPU with int8 the token budget is capped at CPU_INT8_MAX_BATCH_TOKENS (faster there).
+    The tie margin is `rescore_margin` when given, else the one calibrated for the model (finmon_config.json),
+    else INT8_RESCORE_MARGIN. It is a CPU feature and is ignored (with a warning) on CUDA, where bf16/fp16
+    autocast is used instead. On CPU with int8 the token budget is capped at CPU_INT8_MAX_BATCH_TOKENS.
     """
+    if rescore_margin is not None and not 0 <= rescore_margin <= 1:
+        raise ValueError(f"rescore_margin must be in [0, 1] (a top-2 probability margin), got {rescore_margin}")
     model_dir = resolve_model_dir(model)
     dev = select_device(device)
     net, tokenizer, config = load_model(model_dir)
@@ -364,7 +399,16 @@ def load_classifier(
         max_batch_tokens=max_batch_tokens,
         quantized=quantize,
         reference=reference,
+        rescore_margin=_rescore_margin(config, rescore_margin),
     )
+
+
+def _rescore_margin(config: ModelConfig, explicit: float | None) -> float:
+    """An explicit margin wins over the model's calibrated one, which wins over the global default."""
+    if explicit is not None:
+        return float(explicit)
+    stored = config.calibration.int8_rescore_margin if config.calibration is not None else None
+    return INT8_RESCORE_MARGIN if stored is None else stored
 
 
 def compare_engines(reference: Engine, other: Engine, texts: Sequence[str]) -> dict[str, float]:

@@ -2,7 +2,8 @@
 
 On disk a finmon model is a small directory, not a full checkpoint, so the shipped default fits in the repo:
 
-    finmon_config.json     name, base model reference, pooling, max length, both label maps
+    finmon_config.json     name, base model reference, pooling, max length, both label maps, and the optional
+                           calibration (a temperature per head, the int8 re-score margin)
     heads.safetensors      the two linear heads (topic.*, sentiment.*)
     adapter/               optional PEFT LoRA adapter over the base encoder, or
     encoder_delta.safetensors  a fully fine-tuned encoder as a quantised difference from the base (delta.py)
@@ -20,6 +21,7 @@ import hashlib
 import importlib
 import json
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +52,58 @@ class ModelNotFoundError(FileNotFoundError):
     """A model reference did not resolve to a finmon model directory."""
 
 
+HEADS = ("topic", "sentiment")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Post-hoc calibration fitted on validation data (`finmon calibrate`): one softmax temperature per head
+    (probabilities = softmax(logits / T); T > 1 softens over-confident heads, argmax is unchanged) and the int8
+    re-score margin chosen for this model. Stored as `calibration` in finmon_config.json, so it enters the
+    model version; a config without it means T = 1 and the engine's default margin."""
+
+    topic_temperature: float = 1.0
+    sentiment_temperature: float = 1.0
+    int8_rescore_margin: float | None = None
+
+    def temperature(self, head: str) -> float:
+        """The temperature of `head` ('topic' or 'sentiment')."""
+        return float(getattr(self, f"{head}_temperature"))
+
+    def to_json(self) -> dict[str, Any]:
+        """The finmon_config.json form: {"topic": {"temperature": T}, "sentiment": {...}, "int8_rescore_margin": m}."""
+        heads: dict[str, Any] = {head: {"temperature": self.temperature(head)} for head in HEADS}
+        return {**heads, "int8_rescore_margin": self.int8_rescore_margin}
+
+    @classmethod
+    def from_json(cls, raw: Any, source: Path) -> Calibration:
+        """Parse and check the config form; a bad value names the file and the fix."""
+        fix = f"fix or delete the 'calibration' entry of {source} and rerun `finmon calibrate {source.parent}`"
+        if not isinstance(raw, dict):
+            raise ValueError(f"{source}: 'calibration' must be an object, got {raw!r}; {fix}")
+        temps = {}
+        for head in HEADS:
+            entry = raw.get(head, {})
+            value = entry.get("temperature", 1.0) if isinstance(entry, dict) else entry
+            if not _positive(value):
+                raise ValueError(f"{source}: calibration.{head}.temperature must be a number > 0, got {value!r}; {fix}")
+            temps[head] = float(value)
+        margin = raw.get("int8_rescore_margin")
+        if margin is not None and not (_number(margin) and 0 <= margin <= 1):
+            raise ValueError(
+                f"{source}: calibration.int8_rescore_margin must be in [0, 1] or null, got {margin!r}; {fix}"
+            )
+        return cls(temps["topic"], temps["sentiment"], None if margin is None else float(margin))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive(value: Any) -> bool:
+    return _number(value) and value > 0
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild the model around the (not copied) base encoder."""
@@ -65,10 +119,19 @@ class ModelConfig:
     delta: str | None = None
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
+    calibration: Calibration | None = None
+
+    def temperature(self, head: str) -> float:
+        """Softmax temperature of `head`: the calibrated one, or 1 for an uncalibrated model."""
+        return 1.0 if self.calibration is None else self.calibration.temperature(head)
 
     def save(self, out_dir: Path) -> None:
-        """Write the config as JSON into `out_dir`."""
-        (out_dir / CONFIG_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        """Write the config as JSON into `out_dir` (no `calibration` key while the model is uncalibrated)."""
+        raw = asdict(self)
+        raw.pop("calibration")
+        if self.calibration is not None:
+            raw["calibration"] = self.calibration.to_json()
+        (out_dir / CONFIG_FILE).write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelConfig:
@@ -81,8 +144,11 @@ class ModelConfig:
                 f"{model_dir} uses model format v{raw['format_version']}, this finmon reads up to "
                 f"v{FORMAT_VERSION}: upgrade finmon"
             )
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        known = {f for f in cls.__dataclass_fields__} - {"calibration"}
+        config = cls(**{k: v for k, v in raw.items() if k in known})
+        if raw.get("calibration") is not None:
+            config.calibration = Calibration.from_json(raw["calibration"], model_dir / CONFIG_FILE)
+        return config
 
 
 def resolve_base_model(ref: str) -> str:

@@ -45,7 +45,9 @@ class DataArguments:
         },
     )
     pseudo_label_threshold: float = field(
-        default=0.9, metadata={"help": "Teacher probability a pseudo label needs (lower = more, noisier rows)."}
+        default=0.9,
+        metadata={"help": "Teacher probability a pseudo label needs (lower = more, noisier rows); the teacher's"
+                  " uncalibrated softmax (T = 1), whatever temperature it ships with."},
     )
     split_seed: int | None = field(
         default=None,

@@ -50,6 +50,51 @@ def _int8_lines(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _calibration_lines(metrics: dict[str, Any]) -> list[str]:
+    """ECE before/after per head and the int8 margin, when the model was calibrated (older cards lack it)."""
+    cal = metrics.get("calibration")
+    if not cal:
+        return []
+    lines = [
+        "",
+        "## Calibration",
+        "Probabilities are temperature-scaled per head, softmax(logits / T), with T fitted by minimising the "
+        "negative log-likelihood on the validation rows (labels and accuracy are unchanged). Expected calibration "
+        f"error over {cal['ece_bins']} equal-width bins of top-class confidence; the cross-fitted column scores "
+        "each half of the rows at the temperature fitted on the other half:",
+        "",
+        "| head | n | T | ECE before | ECE after | ECE after (cross-fitted) | NLL before | NLL after | "
+        "mean confidence before / after |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, h in cal["heads"].items():
+        lines.append(
+            f"| {task} | {h['n']} | {h['temperature']:.3f} | {h['ece_before']:.4f} | {h['ece_after']:.4f} | "
+            f"{h['ece_after_cross_fitted']:.4f} | {h['nll_before']:.4f} | {h['nll_after']:.4f} | "
+            f"{h['mean_confidence_before']:.3f} / {h['mean_confidence_after']:.3f} |"
+        )
+    m = cal["int8_rescore_margin"]
+    at = m["at_chosen"]
+    verdict = "the smallest" if m["reached"] else "none reached the target; the largest"
+    lines += [
+        "",
+        f"Reliability diagrams: `reliability_<head>.png`. int8 re-score margin: {m['chosen']} ({verdict} of "
+        f"{len(m['grid'])} margins tried with which int8 plus fp32 re-scoring agrees with fp32 on >= "
+        f"{m['target_agreement']:.1%} of top labels per head on the n={m['n']} validation texts, estimated from one "
+        f"int8 and one fp32 pass: topic {at['topic_agreement']:.4f}, sentiment {at['sentiment_agreement']:.4f}, "
+        f"{at['rescored_fraction']:.1%} re-scored), stored in `finmon_config.json` with the temperatures. "
+        "`finmon calibrate MODEL_DIR` refits both.",
+    ]
+    return lines
+
+
+def _notes(metrics: dict[str, Any], section: str) -> list[str]:
+    """Hand-written lines kept in metrics.json under `card_notes`, so a re-rendered card (after `finmon calibrate`)
+    keeps what the generator cannot know, e.g. how a teacher model was trained."""
+    text = metrics.get("card_notes", {}).get(section)
+    return [*text.splitlines(), ""] if text else []
+
+
 def reproduce_command(arguments: dict[str, dict[str, Any]]) -> str:
     """The `finmon train` command line with every argument that differs from its default."""
     import dataclasses
@@ -166,8 +211,10 @@ def render_card(metrics: dict[str, Any]) -> str:
         *_int8_lines(metrics),
         "",
         "Per-class results: `classification_report_<head>.txt`, `confusion_matrix_<head>.png`, `metrics.json`.",
+        *_calibration_lines(metrics),
         "",
         "## Reproduce",
+        *_notes(metrics, "reproduce"),
         "Training command (paths as used for this run; `--export-split DIR` writes the held-out rows), then",
         "`finmon evaluate --task topic|sentiment --data DIR/<task>_validation.csv --model OUTPUT_DIR`:",
         "",

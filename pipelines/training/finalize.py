@@ -1,7 +1,8 @@
-"""After training: save the model directory, then measure the *saved* artifact and document it.
+"""After training: save the model directory, calibrate it, then measure the *saved* artifact and document it.
 
 Metrics are computed by loading the directory back through `load_classifier`, so they describe exactly what
-ships (adapter merged, heads, tokenizer), not the in-memory training model.
+ships (adapter merged, heads, tokenizer, calibrated temperatures and int8 margin), not the in-memory training
+model.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from monitor.classify.engine import compare_engines, load_classifier
 from monitor.classify.model import save_model
+from pipelines.training.calibration import calibrate_dir
 from pipelines.training.card import render_card
 from pipelines.training.metrics import compute_metrics, plot_confusion, report_text
 
@@ -68,6 +70,8 @@ def finalize(
 ) -> dict[str, Any]:
     """Save, evaluate the saved model, write metrics.json and the model card; return the metrics."""
     save_model(model, tokenizer, config, out_dir, delta_bits=ctx["model"].delta_bits)
+    # Before the evaluation: the temperatures and the int8 margin change the version and what is measured.
+    calibration = calibrate_dir(out_dir, val, ctx["training"].device) if val else None
     engine, results = evaluate_saved(out_dir, val, ctx["training"].device)
     history = ctx["history"]
     metrics = {
@@ -90,6 +94,7 @@ def finalize(
         "pseudo_labels": ctx.get("pseudo_labels"),
         "weight_average": ctx.get("weight_average"),
         "validation": results,
+        "calibration": calibration,
         "int8_agreement": int8_agreement(out_dir, val) if val else None,
         "history": history.evaluations,
         "best_evaluation": history.evaluations[history.best_index] if history.evaluations else None,
@@ -103,6 +108,11 @@ def finalize(
             "threads": torch.get_num_threads(),
         },
     }
+    write_metrics_and_card(out_dir, metrics)
+    return metrics
+
+
+def write_metrics_and_card(out_dir: Path, metrics: dict[str, Any]) -> None:
+    """metrics.json and the model card (README.md) rendered from it."""
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     (out_dir / "README.md").write_text(render_card(metrics), encoding="utf-8")
-    return metrics
