@@ -6,6 +6,10 @@ Names and texts go through the same tokenizer, so matching is a lookup of token 
 deal" names both; "Coca-Cola" matches "Coca Cola"); `&`, `.` and apostrophes inside a word keep it whole (AT&T,
 E.ON, L'Oréal); a trailing possessive is cut off and remembered ("Apple's" is "Apple", plus evidence that it is
 a proper noun).
+
+CJK characters are not part of any token: Chinese and Japanese put no spaces between words, so "Apple发布新品"
+is the token "Apple", and names written in CJK (贵州茅台) are matched as substrings instead (index.py,
+mentions.py). For text without CJK characters the tokens are the same as before CJK support.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-_TOKEN = re.compile(r"\w+(?:[&'’.]\w+)*")
+from monitor.cjk import WORD
+
+_TOKEN = re.compile(rf"{WORD}+(?:[&'’.]{WORD}+)*")
 _POSSESSIVE = re.compile(r"['’]s$")
 _PARENS = re.compile(r"\s*\([^)]*\)")
 # Legal forms and share classes cut off the end of an official name, repeatedly ("Alphabet Inc. Class A",

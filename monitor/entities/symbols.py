@@ -12,10 +12,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from monitor.cjk import WORD
+
 # Yahoo suffixes accepted on a written code, with the markets whose codes are numbers.
 _SUFFIX_TEXT = "SH SS SZ HK DE F L T PA AS MC SW MI ST HE BR CO OL LS IR VI WA TO V AX KS KQ NS BO TW TWO SI JO SA MX"
 SUFFIXES = frozenset(_SUFFIX_TEXT.split(" "))
 _NUMERIC_SUFFIXES = frozenset(("SH", "SS", "SZ", "HK", "T", "KS", "KQ", "TW", "TWO"))
+# How many digits a numeric code of each market has ("123.T" or "60051.SH" is no listing); Hong Kong codes are
+# written with or without leading zeros (700.HK, 0700.HK, 00700.HK).
+_DIGITS = {"SH": (6, 6), "SS": (6, 6), "SZ": (6, 6), "HK": (1, 5), "T": (4, 4), "KS": (6, 6), "KQ": (6, 6),
+           "TW": (4, 6), "TWO": (4, 6)}
 _CLASS = re.compile(r"^([A-Z][A-Z0-9]{0,5})[.-]([A-Z])$")  # BRK-B / BRK.B: one letter is a share class
 _US_CODE = re.compile(r"^[A-Z][A-Z0-9]{0,5}(?:\.[A-Z])?$")
 
@@ -52,12 +58,19 @@ EXCHANGES: dict[str, str] = {
 _EXCHANGE_NAMES = "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in sorted(EXCHANGES, key=len, reverse=True))
 _CODE = r"[A-Z0-9][A-Z0-9]{0,5}(?:[.\-][A-Z]{1,2})?"
 # "(NASDAQ: GOOGL)", "NYSE:F", "HKEX: 700", "Euronext Paris: MC"; exchange names in any case, codes upper-case.
-EXCHANGE_MENTION = re.compile(rf"(?<![\w$])(?i:({_EXCHANGE_NAMES}))\s*:\s*({_CODE})(?![\w$])")
-CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:[.\-][A-Za-z]{1,3})?|\d{3,6}\.[A-Za-z]{1,3})(?![\w$])")
-SUFFIXED_CODE = re.compile(
-    rf"(?<![\w$.])(\d{{3,6}}|[A-Z][A-Z0-9]{{0,5}}(?:-[A-Z])?)\.({'|'.join(sorted(SUFFIXES, key=len, reverse=True))})"
-    r"(?![\w.]|\.\w)"
+# Boundaries are WORD (a word character that is not CJK), not \w: Chinese glues codes to the words around
+# them ("茅台600519.SH涨停"); for text without CJK characters WORD and \w are the same.
+EXCHANGE_MENTION = re.compile(rf"(?<!{WORD}|\$)(?i:({_EXCHANGE_NAMES}))\s*:\s*({_CODE})(?!{WORD}|\$)")
+CASHTAG = re.compile(
+    rf"(?<!{WORD}|\$)\$([A-Za-z][A-Za-z0-9]{{0,5}}(?:[.\-][A-Za-z]{{1,3}})?|\d{{3,6}}\.[A-Za-z]{{1,3}})(?!{WORD}|\$)"
 )
+_SUFFIX_NAMES = "|".join(sorted(SUFFIXES, key=len, reverse=True))
+SUFFIXED_CODE = re.compile(
+    rf"(?<!{WORD}|[$.])(\d{{3,6}}|[A-Z][A-Z0-9]{{0,5}}(?:-[A-Z])?)\.({_SUFFIX_NAMES})(?!{WORD}|\.|\.{WORD})"
+)
+# Mainland codes written with the exchange in front, as Chinese portals do: SH600519, sz000001.
+PREFIXED_A_SHARE = re.compile(rf"(?<!{WORD}|[$.])([Ss][HhZz])(\d{{6}})(?!{WORD}|\.\d)")
+_PREFIXED_SYMBOL = re.compile(r"^(S[HZS])(\d{6})$")
 BARE_TICKER = re.compile(r"(?<![\w$.&'’-])[A-Z][A-Z0-9]{1,5}(?![\w&'’]|-\w|\.\w)")
 PAREN_TICKER = re.compile(r"\(([A-Z][A-Z0-9]{0,5}(?:\.[A-Z])?)\)")
 
@@ -74,8 +87,12 @@ class SymbolMention:
 
 def normalize_symbol(raw: str) -> str:
     """Project form of a Yahoo-ish symbol: '$brk-b' -> 'BRK.B', '600519.SS' -> '600519.SH', '700.HK' ->
-    '0700.HK'; anything it does not recognise is only upper-cased (and stripped of '$')."""
+    '0700.HK',
+    'SH600519' -> '600519.SH'; anything it does not recognise is only upper-cased (and stripped of '$')."""
     sym = raw.strip().lstrip("$").upper()
+    prefixed = _PREFIXED_SYMBOL.match(sym)
+    if prefixed:
+        return with_suffix(prefixed.group(2), "." + prefixed.group(1))
     head, dot, suffix = sym.rpartition(".")
     if dot and suffix in SUFFIXES and head:
         return with_suffix(head, "." + suffix)
@@ -112,6 +129,14 @@ def is_us_symbol(symbol: str) -> bool:
     return bool(_US_CODE.match(symbol))
 
 
+def _fits(code: str, suffix: str) -> bool:
+    """Digits on a numeric market, as many as its codes have; letters elsewhere."""
+    if code.isdigit() != (suffix in _NUMERIC_SUFFIXES):
+        return False
+    low, high = _DIGITS.get(suffix, (0, 99))
+    return not code.isdigit() or low <= len(code) <= high
+
+
 def explicit_symbols(text: str) -> Iterator[SymbolMention]:
     """Cashtags, exchange-prefixed and exchange-suffixed codes in `text`, in order; overlapping ones once."""
     found: list[SymbolMention] = []
@@ -123,8 +148,10 @@ def explicit_symbols(text: str) -> Iterator[SymbolMention]:
             found.append(SymbolMention(symbol, match.start(), match.end(), "exchange"))
     for match in SUFFIXED_CODE.finditer(text):
         suffix = match.group(2)
-        if match.group(1).isdigit() == (suffix in _NUMERIC_SUFFIXES):
+        if _fits(match.group(1), suffix):
             found.append(SymbolMention(with_suffix(match.group(1), "." + suffix), match.start(), match.end(), "code"))
+    for match in PREFIXED_A_SHARE.finditer(text):
+        found.append(SymbolMention(normalize_symbol(match.group(0)), match.start(), match.end(), "code"))
     taken: list[tuple[int, int]] = []
     for mention in sorted(found, key=lambda m: (m.start, -m.end)):
         if all(mention.end <= a or mention.start >= b for a, b in taken):
