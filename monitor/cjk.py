@@ -12,11 +12,16 @@ Pure string helpers shared by entity linking, story matching and item cleaning (
   without an ASCII twin of the same role (。、《》「」【】) stay: they are CJK punctuation, which every
   tokenizer here treats as a separator, and "。" is not a "." (a code before it, "600519.SH。", must not
   look like the start of a longer dotted name).
+- `normalize_text` is what cleaning applies to an item's text: Unicode NFKC (full-width Ｂ４ -> B4, half-width
+  katakana -> full-width, ideographic space -> space, compatibility ideographs -> unified ones) for a text
+  with CJK or width forms in it, and nothing at all for any other text: English bytes reach the model,
+  the store and the dedupe hashes exactly as before (NFKC would also turn "…" into "..." and "™" into "TM").
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # Han (CJK Unified Ideographs, Extension A, compatibility), Hiragana, Katakana, CJK symbols and punctuation.
 CJK_RANGES = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -25,6 +30,8 @@ WORD = rf"[^\W{CJK_RANGES}]"  # a word character (\w) that is not CJK
 _CJK = re.compile(CJK)
 _HAN_KANA = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LETTER = re.compile(r"[^\W\d_]")
+# What makes a text worth NFKC: CJK characters and punctuation, and the half-/full-width forms block.
+_NEEDS_NFKC = re.compile(f"[{CJK_RANGES}\uff00-\uffef]")
 
 # Full-width ASCII (U+FF01-U+FF5E) is ASCII + 0xFEE0; the ideographic space is a space. Then the Chinese
 # punctuation marks that have a one-character ASCII twin.
@@ -55,3 +62,10 @@ def cjk_share(text: str) -> float:
     if not letters:
         return 0.0
     return sum(1 for c in letters if _HAN_KANA.match(c)) / len(letters)
+
+
+def normalize_text(text: str) -> str:
+    """NFKC for a text with CJK or width forms, the text itself otherwise (see the module docstring)."""
+    if not _NEEDS_NFKC.search(text):
+        return text
+    return unicodedata.normalize("NFKC", text)
