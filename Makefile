@@ -27,9 +27,11 @@ test: install services tools lint
 	$(BIN)/pytest -q -ra
 
 # Debian packages the tests use: chromium (the dashboard's real-browser test, driven by Playwright; no browser
-# download) and docker-compose (validates docker-compose.yml; no Docker engine needed).
+# download), fonts-noto-cjk (so that Chinese and Japanese headlines render in that browser instead of boxes)
+# and docker-compose (validates docker-compose.yml; no Docker engine needed).
 tools:
 	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing="$$missing fonts-noto-cjk"; \
 	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi

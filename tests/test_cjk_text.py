@@ -58,3 +58,16 @@ def test_a_long_chinese_body_is_cut_on_a_character_within_the_byte_limit() -> No
     size = len(raw.title.encode()) + len(raw.body.encode())
     assert 990 <= size <= 1000
     assert raw.body.startswith("净利润增长") and "\ufffd" not in raw.body
+
+
+def test_a_feeds_language_goes_on_its_items_and_the_example_has_chinese_feeds() -> None:
+    from monitor.ingest.config import load_feeds
+    from tests.conftest import REPO
+
+    feed = FeedConfig(name="cn", url="https://example.com/rss", lang="zh")
+    cand = candidate("cn", Entry("贵州茅台发布年报", published=NOW))
+    assert cand is not None
+    assert to_raw(feed, cand, NOW, LimitSettings()).lang == "zh"
+    assert to_raw(FEED, cand, NOW, LimitSettings()).lang is None  # detected when it is scored
+    chinese = [f for f in load_feeds(REPO / "feeds.example.yaml").feeds if f.lang == "zh"]
+    assert len(chinese) >= 2 and not any(f.enabled for f in chinese)

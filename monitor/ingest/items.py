@@ -114,5 +114,6 @@ def to_raw(
         source=feed.name,
         url=clean_url(entry.url) if entry.url else "",
         tickers=tickers_for(feed, entry, f"{title}\n{text}"),
+        lang=feed.lang,
         fetched_at=fetched_at,
     )
