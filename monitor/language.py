@@ -67,6 +67,11 @@ def item_language(given: str | None, text: str) -> str:
     return detect_language(text)
 
 
+def warm_language_model() -> None:
+    """Load the detector's model now (about 1 s, once per process) instead of on the first item."""
+    _identifier()
+
+
 def _classify(text: str) -> tuple[str, float]:
     lang, prob = _identifier().classify(text)  # reads the model only: safe to share between threads
     return str(lang), float(prob)
