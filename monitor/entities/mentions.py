@@ -135,14 +135,15 @@ def field_mentions(text: str, field: str, index: NameIndex) -> list[Mention]:
     """Every mention in one field, in order of position."""
     text = fold_width(text)
     length = max(len(text), 1)
-    found = [Mention(m.symbol, m.how, field, m.start, m.end, length) for m in explicit_symbols(text)]
+    cjk_text = has_cjk(text)
+    found = [Mention(m.symbol, m.how, field, m.start, m.end, length) for m in explicit_symbols(text, cjk_text)]
     taken = [(m.start, m.end) for m in found]
     parens = [p for p in PAREN_TICKER.finditer(text) if p.group(1) in index.known and _free(p.span(), taken)]
     taken += [p.span() for p in parens]
-    cjk = _cjk_names(text, field, index, taken) if has_cjk(text) else []
+    cjk = _cjk_names(text, field, index, taken) if cjk_text else []
     taken += [(m.start, m.end) for m in cjk]
     found += _a_share_parens(text, field, index, taken)
-    tokens = [t for t in tokenize(text) if _free((t.start, t.end), taken)]
+    tokens = [t for t in tokenize(text, cjk_text) if _free((t.start, t.end), taken)]
     style = _style(tokens)
     names: list[Mention] = []
     i = 0

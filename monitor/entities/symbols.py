@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from monitor.cjk import WORD
+from monitor.cjk import WORD, has_cjk
 
 # Yahoo suffixes accepted on a written code, with the markets whose codes are numbers.
 _SUFFIX_TEXT = "SH SS SZ HK DE F L T PA AS MC SW MI ST HE BR CO OL LS IR VI WA TO V AX KS KQ NS BO TW TWO SI JO SA MX"
@@ -57,19 +57,37 @@ EXCHANGES: dict[str, str] = {
 }
 _EXCHANGE_NAMES = "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in sorted(EXCHANGES, key=len, reverse=True))
 _CODE = r"[A-Z0-9][A-Z0-9]{0,5}(?:[.\-][A-Z]{1,2})?"
-# "(NASDAQ: GOOGL)", "NYSE:F", "HKEX: 700", "Euronext Paris: MC"; exchange names in any case, codes upper-case.
-# Boundaries are WORD (a word character that is not CJK), not \w: Chinese glues codes to the words around
-# them ("茅台600519.SH涨停"); for text without CJK characters WORD and \w are the same.
-EXCHANGE_MENTION = re.compile(rf"(?<!{WORD}|\$)(?i:({_EXCHANGE_NAMES}))\s*:\s*({_CODE})(?!{WORD}|\$)")
-CASHTAG = re.compile(
-    rf"(?<!{WORD}|\$)\$([A-Za-z][A-Za-z0-9]{{0,5}}(?:[.\-][A-Za-z]{{1,3}})?|\d{{3,6}}\.[A-Za-z]{{1,3}})(?!{WORD}|\$)"
-)
-_SUFFIX_NAMES = "|".join(sorted(SUFFIXES, key=len, reverse=True))
-SUFFIXED_CODE = re.compile(
-    rf"(?<!{WORD}|[$.])(\d{{3,6}}|[A-Z][A-Z0-9]{{0,5}}(?:-[A-Z])?)\.({_SUFFIX_NAMES})(?!{WORD}|\.|\.{WORD})"
-)
+
+
+@dataclass(frozen=True, slots=True)
+class _Patterns:
+    """The written-symbol regexes for one notion of "word character" at their edges."""
+
+    exchange: re.Pattern[str]
+    cashtag: re.Pattern[str]
+    suffixed: re.Pattern[str]
+
+
+def _patterns(word: str) -> _Patterns:
+    suffixes = "|".join(sorted(SUFFIXES, key=len, reverse=True))
+    return _Patterns(
+        # "(NASDAQ: GOOGL)", "NYSE:F", "HKEX: 700", "Euronext Paris: MC"; exchange names in any case, codes upper.
+        re.compile(rf"(?<!{word}|\$)(?i:({_EXCHANGE_NAMES}))\s*:\s*({_CODE})(?!{word}|\$)"),
+        re.compile(rf"(?<!{word}|\$)\$([A-Za-z][A-Za-z0-9]{{0,5}}(?:[.\-][A-Za-z]{{1,3}})?|\d{{3,6}}\.[A-Za-z]{{1,3}})"
+                   rf"(?!{word}|\$)"),
+        re.compile(rf"(?<!{word}|[$.])(\d{{3,6}}|[A-Z][A-Z0-9]{{0,5}}(?:-[A-Z])?)\.({suffixes})(?!{word}|\.|\.{word})"),
+    )
+
+
+# Text with CJK characters uses WORD (a word character that is not CJK) at the edges: Chinese glues codes to
+# the words around them ("茅台600519.SH涨停"). Other text uses plain \w, which means the same there and is
+# faster (a negated class with ranges is checked character by character).
+_PLAIN = _patterns(r"\w")
+_CJK_AWARE = _patterns(WORD)
+EXCHANGE_MENTION, CASHTAG, SUFFIXED_CODE = _CJK_AWARE.exchange, _CJK_AWARE.cashtag, _CJK_AWARE.suffixed
 # Mainland codes written with the exchange in front, as Chinese portals do: SH600519, sz000001.
 PREFIXED_A_SHARE = re.compile(rf"(?<!{WORD}|[$.])([Ss][HhZz])(\d{{6}})(?!{WORD}|\.\d)")
+_PREFIXED_HINT = re.compile(r"[Ss][HhZz]\d{6}")  # a cheap first look: the pattern above starts with a lookbehind
 _PREFIXED_SYMBOL = re.compile(r"^(S[HZS])(\d{6})$")
 BARE_TICKER = re.compile(r"(?<![\w$.&'’-])[A-Z][A-Z0-9]{1,5}(?![\w&'’]|-\w|\.\w)")
 PAREN_TICKER = re.compile(r"\(([A-Z][A-Z0-9]{0,5}(?:\.[A-Z])?)\)")
@@ -137,20 +155,22 @@ def _fits(code: str, suffix: str) -> bool:
     return not code.isdigit() or low <= len(code) <= high
 
 
-def explicit_symbols(text: str) -> Iterator[SymbolMention]:
-    """Cashtags, exchange-prefixed and exchange-suffixed codes in `text`, in order; overlapping ones once."""
+def explicit_symbols(text: str, cjk: bool | None = None) -> Iterator[SymbolMention]:
+    """Cashtags, exchange-prefixed and exchange-suffixed codes in `text`, in order; overlapping ones once.
+    `cjk`: whether the text has CJK characters, when the caller knows (else it is looked up)."""
     found: list[SymbolMention] = []
-    for match in CASHTAG.finditer(text):
+    pats = _CJK_AWARE if (has_cjk(text) if cjk is None else cjk) else _PLAIN
+    for match in pats.cashtag.finditer(text):
         found.append(SymbolMention(normalize_symbol(match.group(1)), match.start(), match.end(), "cashtag"))
-    for match in EXCHANGE_MENTION.finditer(text):
+    for match in pats.exchange.finditer(text):
         symbol = exchange_symbol(match.group(1), match.group(2))
         if symbol is not None:
             found.append(SymbolMention(symbol, match.start(), match.end(), "exchange"))
-    for match in SUFFIXED_CODE.finditer(text):
+    for match in pats.suffixed.finditer(text):
         suffix = match.group(2)
         if _fits(match.group(1), suffix):
             found.append(SymbolMention(with_suffix(match.group(1), "." + suffix), match.start(), match.end(), "code"))
-    for match in PREFIXED_A_SHARE.finditer(text):
+    for match in PREFIXED_A_SHARE.finditer(text) if _PREFIXED_HINT.search(text) else ():
         found.append(SymbolMention(normalize_symbol(match.group(0)), match.start(), match.end(), "code"))
     taken: list[tuple[int, int]] = []
     for mention in sorted(found, key=lambda m: (m.start, -m.end)):
