@@ -27,7 +27,6 @@ import unicodedata
 CJK_RANGES = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 CJK = f"[{CJK_RANGES}]"
 WORD = rf"[^\W{CJK_RANGES}]"  # a word character (\w) that is not CJK
-_CJK = re.compile(CJK)
 _HAN_KANA = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LETTER = re.compile(r"[^\W\d_]")
 # What makes a text worth NFKC: CJK characters and punctuation, and the half-/full-width forms block.
@@ -50,10 +49,6 @@ def fold_width(text: str) -> str:
 def has_cjk(text: str) -> bool:
     """Whether any Han or kana character is in `text` (CJK punctuation alone does not count)."""
     return _HAN_KANA.search(text) is not None
-
-
-def is_cjk_char(char: str) -> bool:
-    return _CJK.fullmatch(char) is not None
 
 
 def cjk_share(text: str) -> float:
