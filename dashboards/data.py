@@ -28,6 +28,11 @@ def topics(store_url: str) -> list[str]:
     return q.topics(store().engine)
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def languages(store_url: str) -> list[str]:
+    return q.languages(store().engine)
+
+
 @st.cache_data(ttl=TTL, show_spinner=False)
 def news(store_url: str, f: q.NewsFilter) -> pd.DataFrame:
     return q.news(store().engine, f)

@@ -10,6 +10,7 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import Engine, String, and_, cast, func, or_, select
 
+from monitor.language import UNDETERMINED
 from monitor.records import WINDOW_DERIVED, WINDOW_ZSCORES
 from monitor.store import as_utc
 from monitor.store.schema import aggregate_items, dead_letters, scored_items
@@ -25,6 +26,7 @@ class NewsFilter:
     topics: Sequence[str] = ()
     tickers: Sequence[str] = ()
     sentiments: Sequence[str] = ()
+    langs: Sequence[str] = ()  # "und" also selects items stored before language detection (no lang)
     text: str = ""
     limit: int = 500
 
@@ -43,6 +45,16 @@ def topics(engine: Engine) -> list[str]:
         return sorted(r[0] for r in conn.execute(select(scored_items.c.topic).distinct()))
 
 
+def languages(engine: Engine, recent: int = 10_000) -> list[str]:
+    """Languages of the latest `recent` items (by the stored_at index: a bounded scan, unlike a DISTINCT over
+    the whole table), "und" standing for items without one."""
+    c = scored_items.c
+    latest = select(c.lang).order_by(c.stored_at.desc()).limit(recent).subquery()
+    with engine.connect() as conn:
+        found = {r[0] or UNDETERMINED for r in conn.execute(select(latest.c.lang).distinct())}
+    return sorted(found, key=lambda lang: (lang == UNDETERMINED, lang))
+
+
 def _news_conditions(f: NewsFilter) -> list[object]:
     c = scored_items.c
     cond: list[object] = []
@@ -54,6 +66,9 @@ def _news_conditions(f: NewsFilter) -> list[object]:
         cond.append(c.topic.in_(list(f.topics)))
     if f.sentiments:
         cond.append(c.sentiment.in_(list(f.sentiments)))
+    if f.langs:
+        in_langs = c.lang.in_(list(f.langs))
+        cond.append(or_(in_langs, c.lang.is_(None)) if UNDETERMINED in f.langs else in_langs)
     if f.tickers:  # tickers is a JSON list; its text form holds each symbol in quotes
         cond.append(or_(*[cast(c.tickers, String).like(f'%"{t.upper()}"%') for t in f.tickers]))
     if f.text.strip():
@@ -73,6 +88,7 @@ NEWS_COLUMNS = [
     "p_positive",
     "tickers",
     "source",
+    "lang",
     "url",
     "id",
     "model_version",

@@ -34,6 +34,7 @@ LAZY = {
     "backtest": "pipelines.backtest:command",
     "topics": "monitor.kafka.commands:command",
     "link": "pipelines.link:command",
+    "fetch-multilingual": "pipelines.training.multilingual:command",
 }
 LAZY_BENCH = {
     "classifier": "benchmarks.bench_classifier:command",

@@ -1,5 +1,5 @@
-"""News explorer: the latest scored items with their scores, filtered by topic, ticker, sentiment, time and
-free text, downloadable as CSV."""
+"""News explorer: the latest scored items with their scores and language, filtered by topic, ticker,
+sentiment, language, time and free text, downloadable as CSV."""
 
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ def _filters() -> NewsFilter | None:
         st.info(EMPTY_HINT)
         return None
     window = time_controls(latest)
-    cols = st.columns([2, 2, 2, 3])
+    cols = st.columns([2, 2, 2, 2, 3])
     topics = cols[0].multiselect("Topic", data.topics(data.url()), key="news_topics")
     tickers = cols[1].text_input("Tickers (comma separated)", key="news_tickers")
     sentiments = cols[2].multiselect("Sentiment", list(SENTIMENT_COLORS), key="news_sentiments")
-    text = cols[3].text_input("Text contains", key="news_text")
+    langs = cols[3].multiselect("Language", data.languages(data.url()), key="news_langs",
+                                help="ISO 639-1 codes (en, zh, ja, ...); und: too little text to tell, or scored "
+                                     "before language detection")
+    text = cols[4].text_input("Text contains", key="news_text")
     symbols = tuple(t.strip().lstrip("$").upper() for t in tickers.split(",") if t.strip())
     return NewsFilter(
         start=window.start,
@@ -29,6 +32,7 @@ def _filters() -> NewsFilter | None:
         topics=tuple(topics),
         tickers=symbols,
         sentiments=tuple(sentiments),
+        langs=tuple(langs),
         text=text,
         limit=500,
     )

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from monitor.cjk import normalize_text
 from monitor.classify.base import Prediction
 from monitor.classify.model import ModelConfig, MultiTaskModel, content_hash, load_model, resolve_model_dir
 
@@ -78,9 +79,12 @@ def select_device(device: str) -> torch.device:
 
 
 def clean_text(text: object, max_chars: int) -> str:
-    """Make any input safe for the tokenizer: a valid-UTF-8 string of bounded length."""
+    """Make any input safe for the tokenizer: a valid-UTF-8 string of bounded length, full-width forms of CJK
+    text folded (NFKC; monitor/cjk.normalize_text leaves other text alone): a BERT vocabulary has "A" and
+    "6" but not "Ａ" and "６". The cap is in characters, and a CJK character is at least one token, so it
+    never cuts CJK text before the token limit does."""
     s = text if isinstance(text, str) else ("" if text is None else str(text))
-    s = s[:max_chars]
+    s = normalize_text(s[:max_chars])
     # Lone surrogates (e.g. from bad JSON decoding) make the Rust tokenizer raise.
     return s.encode("utf-8", "replace").decode("utf-8")
 

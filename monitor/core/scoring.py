@@ -6,6 +6,10 @@ tickers and their relevance, the source-lateness verdict, where it came from) ca
 With a `Linker` (monitor/entities), `item.tickers` become the linked symbols at or above the linker's
 `min_relevance`, most relevant first, and `links` holds every linked symbol's relevance; without one (tests,
 callers that only score), the feed's tickers are merged with the text's cashtags as before linking existed.
+
+Every scored item carries its language (`item.lang`, monitor/language.py): the one it was published with, cut
+to its primary subtag, else the detected one. A caller that needs it before scoring (to pick a model by
+language) sets it with `with_language` first; `build_scored` then keeps it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from monitor.classify.base import Prediction
 from monitor.clock import from_micros
 from monitor.core.lateness import Verdict
 from monitor.entities import Linker
+from monitor.language import item_language
 from monitor.records import RawItem, ScoredItem, extract_cashtags
 
 
@@ -24,6 +29,12 @@ def with_cashtags(item: RawItem) -> RawItem:
     """The item with the `$CASHTAGS` of its text added after the tickers it came with."""
     tickers = tuple(dict.fromkeys(item.tickers + extract_cashtags(item.text)))
     return item if tickers == item.tickers else replace(item, tickers=tickers)
+
+
+def with_language(item: RawItem) -> RawItem:
+    """The item with its language set (see the module docstring)."""
+    lang = item_language(item.lang, item.text)
+    return item if lang == item.lang else replace(item, lang=lang)
 
 
 def linked(item: RawItem, linker: Linker) -> tuple[RawItem, dict[str, int]]:
@@ -39,6 +50,7 @@ def build_scored(item: RawItem, prediction: Prediction, model_version: str, scor
                  linker: Linker | None = None) -> ScoredItem:
     """The scored record of `item` (see the module docstring)."""
     links: dict[str, int] | None = None
+    item = with_language(item)
     if linker is not None:
         item, links = linked(item, linker)
     else:

@@ -14,13 +14,21 @@ What each name needs before it links (`Entry`):
   evidence in a Title Case Headline, where every word is capitalised anyway;
 - names shorter than 2 characters, and derived single words shorter than 3 that are not capitals or codes
   ("BP", "3M"), are dropped.
+
+Names written in CJK characters (贵州茅台, 腾讯控股, トヨタ自動車) are not token tuples: Chinese and Japanese
+put no spaces between words, so they are kept apart (`NameIndex.cjk`, full-width forms folded, spaces
+removed) and found as substrings, longest first, by one compiled alternation (`cjk_pattern`). They are taken
+as written, like a watchlist's names: nothing is derived from them, and those listed as `ambiguous` need
+evidence (mentions.py).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from monitor.cjk import fold_width, has_cjk
 from monitor.entities.company import SOURCES, Company
 from monitor.entities.lexicon import ACRONYMS, GENERIC_WORDS, MARKET_NAMES, PROPER_NOUNS, is_english_word
 from monitor.entities.names import LEGAL_SUFFIXES, name_tokens, strip_legal, tokenize, variants
@@ -56,9 +64,11 @@ class NameIndex:
     known: frozenset[str]
     bare: frozenset[str]
     companies: int
+    cjk: dict[str, Entry] | None = None  # CJK names (folded, no spaces) -> entry
+    cjk_pattern: re.Pattern[str] | None = None  # every CJK name, longest first
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self.by_first.values())
+        return sum(len(v) for v in self.by_first.values()) + len(self.cjk or ())
 
 
 def _is_everyday(token: str) -> bool:
@@ -68,6 +78,8 @@ def _is_everyday(token: str) -> bool:
 def _derived(company: Company, rank: int) -> Iterator[_Candidate]:
     """Names of a package company: each official name and its variants, checked against everyday words."""
     for name in company.names:
+        if has_cjk(name):
+            continue  # indexed by _cjk_candidates
         official = name_tokens(name)
         possessive = {t.text for t in tokenize(name) if t.possessive}
         for tokens in variants(name):
@@ -101,6 +113,8 @@ def _written(company: Company, rank: int) -> Iterator[_Candidate]:
     groups = (("name", False, company.names), ("alias", False, company.aliases), ("name", True, company.ambiguous))
     for how, ambiguous, names in groups:
         for name in names:
+            if has_cjk(name):
+                continue  # indexed by _cjk_candidates
             possessive = {t.text for t in tokenize(name) if t.possessive}
             for tokens in variants(name, derive=False):
                 entry = Entry(company.symbol, how, ambiguous, possessive=tokens[-1] in possessive)
@@ -112,6 +126,39 @@ def _candidates(companies: Iterable[Company]) -> Iterator[_Candidate]:
     for company in companies:
         rank = ranks.get(company.source, len(SOURCES))
         yield from (_derived if company.derived else _written)(company, rank)
+
+
+def cjk_key(name: str) -> str:
+    """How a CJK name is indexed and looked for: full-width forms folded, spaces removed."""
+    return "".join(fold_width(name).split())
+
+
+def _cjk_candidates(companies: Iterable[Company]) -> Iterator[tuple[str, Entry, tuple[int, int, int, str]]]:
+    """(key, entry, rank) of every name with a CJK character, from any source, taken as written."""
+    ranks = {s: i for i, s in enumerate(SOURCES)}
+    for company in companies:
+        rank = ranks.get(company.source, len(SOURCES))
+        groups = (("name", False, company.names), ("alias", False, company.aliases),
+                  ("name", True, company.ambiguous))
+        for how, ambiguous, names in groups:
+            for name in names:
+                key = cjk_key(name)
+                if has_cjk(key) and len(key) >= 2:  # one character is a word, not a name
+                    entry = Entry(company.symbol, how, ambiguous)
+                    yield key, entry, (rank, 0, 0 if how == "name" else 1, company.symbol)
+
+
+def _cjk_index(companies: Iterable[Company]) -> tuple[dict[str, Entry] | None, re.Pattern[str] | None]:
+    """CJK names -> entries (the most trusted claim of each, as for token names) and their alternation."""
+    best: dict[str, tuple[Entry, tuple[int, int, int, str]]] = {}
+    for key, entry, rank in _cjk_candidates(companies):
+        seen = best.get(key)
+        if seen is None or rank < seen[1]:
+            best[key] = (entry, rank)
+    if not best:
+        return None, None
+    ordered = sorted(best, key=lambda k: (-len(k), k))  # an alternation tries in order: longest wins
+    return {k: best[k][0] for k in ordered}, re.compile("|".join(re.escape(k) for k in ordered))
 
 
 def _same(companies: Iterable[Company]) -> dict[str, frozenset[str]]:
@@ -145,10 +192,13 @@ def build_index(companies: Iterable[Company]) -> NameIndex:
         by_first.setdefault(tokens[0], []).append((tokens, best[tokens].entry))
     same = _same(companies)
     primary = {c.symbol for c in companies}
+    cjk, cjk_pattern = _cjk_index(companies)
     return NameIndex(
         by_first={k: tuple(v) for k, v in by_first.items()},
         same=same,
         known=frozenset(same),
         bare=_bare(primary),
         companies=len(primary),
+        cjk=cjk,
+        cjk_pattern=cjk_pattern,
     )

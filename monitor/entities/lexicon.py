@@ -96,3 +96,16 @@ GENERIC_WORDS: frozenset[str] = _words(
     insurance brands global america american national united first general
     """
 )
+
+# Chinese neighbours that confirm a company behind an ambiguous CJK name (a watchlist's `ambiguous` entry,
+# e.g. 平安 "safe", 中信 as a word in a longer phrase): what follows the name ("平安股价", "茅台公告") or what
+# precedes it ("旗下"). Compared as a prefix of the text after the name and a suffix of the text before it,
+# because Chinese has no spaces to cut words at.
+CJK_EVIDENCE_AFTER: tuple[str, ...] = (
+    "股份", "股价", "股票", "公司", "集团", "控股", "市值", "公告", "财报", "年报", "季报", "业绩", "营收",
+    "净利", "利润", "涨停", "跌停", "大涨", "大跌", "上涨", "下跌", "股东", "董事", "回购", "分红", "发布", "宣布",
+    "株", "株価", "社",
+)
+CJK_EVIDENCE_BEFORE: tuple[str, ...] = ("旗下", "股东", "公司", "龙头", "巨头", "持有", "增持", "减持", "买入")
+# Between two names of a list: "茅台、五粮液", "腾讯和阿里巴巴" (the English list words are in mentions.py).
+CJK_LIST_MARKS = "、，,和与及跟"

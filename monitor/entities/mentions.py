@@ -9,6 +9,13 @@ A name is dropped when a neighbour says it is something else (lexicon.NEGATIVE_A
 `evidence` when a neighbour confirms a company ("Target shares", "retailer Target", "Target's", "shares of
 Target"); without it the linker keeps it only if the item names the company some other way.
 
+Names in CJK characters (贵州茅台) are found as substrings of the field (Chinese has no spaces), longest
+first, after written symbols and before the token names; an `ambiguous` one needs a Chinese neighbour that
+confirms a company (lexicon.CJK_EVIDENCE_AFTER / _BEFORE: "平安股价", "旗下平安") or another mention of the same
+company. A six-digit code in parentheses, "贵州茅台（600519）", is a mainland listing when the index knows it
+(60xxxx / 68xxxx Shanghai, 00xxxx / 30xxxx Shenzhen). Full-width forms (（６００５１９），Ａｐｐｌｅ) are folded
+to ASCII first, character for character, so positions stay those of the original text.
+
 Bare tickers: an upper-case word links only if it is a known US symbol of 3+ characters that is neither an
 everyday word (COST, NOW, ALL, KEY) nor an acronym (CEO, ETF, AI), and never in an all-caps text, where every
 word looks like a ticker. They are weak evidence (a two-letter "GE" or "MS" is left to names and cashtags),
@@ -22,8 +29,12 @@ import re
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
+from monitor.cjk import fold_width, has_cjk
 from monitor.entities.index import Entry, NameIndex
 from monitor.entities.lexicon import (
+    CJK_EVIDENCE_AFTER,
+    CJK_EVIDENCE_BEFORE,
+    CJK_LIST_MARKS,
     EVIDENCE_AFTER,
     EVIDENCE_BEFORE,
     EVIDENCE_BEFORE_PAIRS,
@@ -36,7 +47,9 @@ from monitor.entities.symbols import PAREN_TICKER, explicit_symbols
 
 _GAP = re.compile(r"[\s,.&/\-–]{1,4}")  # what may separate the words of one name: "Clearway Energy, Inc."
 _BARE = re.compile(r"[A-Z][A-Z0-9]{2,5}")
-_LISTED = re.compile(r"\s*(?:,|&|/|\band\b|\bor\b|\bvs\.?|\bversus\b)\s*|-")
+_LISTED = re.compile(rf"\s*(?:,|&|/|\band\b|\bor\b|\bvs\.?|\bversus\b|[{CJK_LIST_MARKS}])\s*|-")
+_PAREN_A_SHARE = re.compile(r"\((\d{6})\)")
+_A_SHARE_MARKET = {"60": ".SH", "68": ".SH", "00": ".SZ", "30": ".SZ"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +133,17 @@ def _evidence(tokens: list[Token], i: int, j: int) -> bool:
 
 def field_mentions(text: str, field: str, index: NameIndex) -> list[Mention]:
     """Every mention in one field, in order of position."""
+    text = fold_width(text)
     length = max(len(text), 1)
-    found = [Mention(m.symbol, m.how, field, m.start, m.end, length) for m in explicit_symbols(text)]
+    cjk_text = has_cjk(text)
+    found = [Mention(m.symbol, m.how, field, m.start, m.end, length) for m in explicit_symbols(text, cjk_text)]
     taken = [(m.start, m.end) for m in found]
     parens = [p for p in PAREN_TICKER.finditer(text) if p.group(1) in index.known and _free(p.span(), taken)]
     taken += [p.span() for p in parens]
-    tokens = [t for t in tokenize(text) if _free((t.start, t.end), taken)]
+    cjk = _cjk_names(text, field, index, taken) if cjk_text else []
+    taken += [(m.start, m.end) for m in cjk]
+    found += _a_share_parens(text, field, index, taken)
+    tokens = [t for t in tokenize(text, cjk_text) if _free((t.start, t.end), taken)]
     style = _style(tokens)
     names: list[Mention] = []
     i = 0
@@ -141,9 +159,41 @@ def field_mentions(text: str, field: str, index: NameIndex) -> list[Mention]:
             names.append(Mention(entry.symbol, entry.how, field, tokens[i].start, tokens[i + n - 1].end, length,
                                  ambiguous, ambiguous and _evidence(tokens, i, i + n)))
         i += n
-    names = _co_mentioned(names, text)
+    names = _co_mentioned(sorted(names + cjk, key=lambda m: m.start), text)
     found += names + [m for p in parens if (m := _parenthesised(p, text, field, names, index)) is not None]
     return sorted(found, key=lambda m: (m.start, m.symbol))
+
+
+def _cjk_names(text: str, field: str, index: NameIndex, taken: list[tuple[int, int]]) -> list[Mention]:
+    """CJK names as substrings, longest first at each place (one alternation, see index.py)."""
+    if index.cjk_pattern is None or index.cjk is None:
+        return []
+    out = []
+    for match in index.cjk_pattern.finditer(text):
+        if not _free(match.span(), taken):
+            continue
+        entry = index.cjk[match.group(0)]
+        evidence = entry.ambiguous and _cjk_evidence(text, match.start(), match.end())
+        out.append(Mention(entry.symbol, entry.how, field, match.start(), match.end(), max(len(text), 1),
+                           entry.ambiguous, evidence))
+    return out
+
+
+def _cjk_evidence(text: str, start: int, end: int) -> bool:
+    after = text[end : end + 4].lstrip()
+    before = text[max(0, start - 4) : start].rstrip()
+    return after.startswith(CJK_EVIDENCE_AFTER) or before.endswith(CJK_EVIDENCE_BEFORE) or after.startswith("(")
+
+
+def _a_share_parens(text: str, field: str, index: NameIndex, taken: list[tuple[int, int]]) -> list[Mention]:
+    """'贵州茅台(600519)': a six-digit code in parentheses, when it is a mainland listing the index knows."""
+    out = []
+    for match in _PAREN_A_SHARE.finditer(text):
+        suffix = _A_SHARE_MARKET.get(match.group(1)[:2])
+        symbol = match.group(1) + suffix if suffix else ""
+        if symbol in index.known and _free(match.span(), taken):
+            out.append(Mention(symbol, "paren", field, match.start(), match.end(), max(len(text), 1)))
+    return out
 
 
 def _co_mentioned(names: list[Mention], text: str) -> list[Mention]:

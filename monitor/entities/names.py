@@ -6,6 +6,10 @@ Names and texts go through the same tokenizer, so matching is a lookup of token 
 deal" names both; "Coca-Cola" matches "Coca Cola"); `&`, `.` and apostrophes inside a word keep it whole (AT&T,
 E.ON, L'Oréal); a trailing possessive is cut off and remembered ("Apple's" is "Apple", plus evidence that it is
 a proper noun).
+
+CJK characters are not part of any token: Chinese and Japanese put no spaces between words, so "Apple发布新品"
+is the token "Apple", and names written in CJK (贵州茅台) are matched as substrings instead (index.py,
+mentions.py). For text without CJK characters the tokens are the same as before CJK support.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from monitor.cjk import WORD, has_cjk
+
 _TOKEN = re.compile(r"\w+(?:[&'’.]\w+)*")
+_CJK_TOKEN = re.compile(rf"{WORD}+(?:[&'’.]{WORD}+)*")  # the same where \w would swallow CJK characters
 _POSSESSIVE = re.compile(r"['’]s$")
 _PARENS = re.compile(r"\s*\([^)]*\)")
 # Legal forms and share classes cut off the end of an official name, repeatedly ("Alphabet Inc. Class A",
@@ -39,10 +46,11 @@ class Token:
     possessive: bool = False
 
 
-def tokenize(text: str) -> list[Token]:
-    """Words of `text` with their character spans; curly apostrophes become straight ones."""
+def tokenize(text: str, cjk: bool | None = None) -> list[Token]:
+    """Words of `text` with their character spans; curly apostrophes become straight ones. `cjk`: whether the
+    text has CJK characters, when the caller knows (else it is looked up)."""
     out = []
-    for match in _TOKEN.finditer(text):
+    for match in (_CJK_TOKEN if (has_cjk(text) if cjk is None else cjk) else _TOKEN).finditer(text):
         word = match.group(0).replace("’", "'")
         bare = _POSSESSIVE.sub("", word)
         out.append(Token(bare or word, match.start(), match.end(), bare != word and bool(bare)))

@@ -12,10 +12,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from monitor.cjk import WORD, has_cjk
+
 # Yahoo suffixes accepted on a written code, with the markets whose codes are numbers.
 _SUFFIX_TEXT = "SH SS SZ HK DE F L T PA AS MC SW MI ST HE BR CO OL LS IR VI WA TO V AX KS KQ NS BO TW TWO SI JO SA MX"
 SUFFIXES = frozenset(_SUFFIX_TEXT.split(" "))
 _NUMERIC_SUFFIXES = frozenset(("SH", "SS", "SZ", "HK", "T", "KS", "KQ", "TW", "TWO"))
+# How many digits a numeric code of each market has ("123.T" or "60051.SH" is no listing); Hong Kong codes are
+# written with or without leading zeros (700.HK, 0700.HK, 00700.HK).
+_DIGITS = {"SH": (6, 6), "SS": (6, 6), "SZ": (6, 6), "HK": (1, 5), "T": (4, 4), "KS": (6, 6), "KQ": (6, 6),
+           "TW": (4, 6), "TWO": (4, 6)}
 _CLASS = re.compile(r"^([A-Z][A-Z0-9]{0,5})[.-]([A-Z])$")  # BRK-B / BRK.B: one letter is a share class
 _US_CODE = re.compile(r"^[A-Z][A-Z0-9]{0,5}(?:\.[A-Z])?$")
 
@@ -51,13 +57,38 @@ EXCHANGES: dict[str, str] = {
 }
 _EXCHANGE_NAMES = "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in sorted(EXCHANGES, key=len, reverse=True))
 _CODE = r"[A-Z0-9][A-Z0-9]{0,5}(?:[.\-][A-Z]{1,2})?"
-# "(NASDAQ: GOOGL)", "NYSE:F", "HKEX: 700", "Euronext Paris: MC"; exchange names in any case, codes upper-case.
-EXCHANGE_MENTION = re.compile(rf"(?<![\w$])(?i:({_EXCHANGE_NAMES}))\s*:\s*({_CODE})(?![\w$])")
-CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:[.\-][A-Za-z]{1,3})?|\d{3,6}\.[A-Za-z]{1,3})(?![\w$])")
-SUFFIXED_CODE = re.compile(
-    rf"(?<![\w$.])(\d{{3,6}}|[A-Z][A-Z0-9]{{0,5}}(?:-[A-Z])?)\.({'|'.join(sorted(SUFFIXES, key=len, reverse=True))})"
-    r"(?![\w.]|\.\w)"
-)
+
+
+@dataclass(frozen=True, slots=True)
+class _Patterns:
+    """The written-symbol regexes for one notion of "word character" at their edges."""
+
+    exchange: re.Pattern[str]
+    cashtag: re.Pattern[str]
+    suffixed: re.Pattern[str]
+
+
+def _patterns(word: str) -> _Patterns:
+    suffixes = "|".join(sorted(SUFFIXES, key=len, reverse=True))
+    return _Patterns(
+        # "(NASDAQ: GOOGL)", "NYSE:F", "HKEX: 700", "Euronext Paris: MC"; exchange names in any case, codes upper.
+        re.compile(rf"(?<!{word}|\$)(?i:({_EXCHANGE_NAMES}))\s*:\s*({_CODE})(?!{word}|\$)"),
+        re.compile(rf"(?<!{word}|\$)\$([A-Za-z][A-Za-z0-9]{{0,5}}(?:[.\-][A-Za-z]{{1,3}})?|\d{{3,6}}\.[A-Za-z]{{1,3}})"
+                   rf"(?!{word}|\$)"),
+        re.compile(rf"(?<!{word}|[$.])(\d{{3,6}}|[A-Z][A-Z0-9]{{0,5}}(?:-[A-Z])?)\.({suffixes})(?!{word}|\.|\.{word})"),
+    )
+
+
+# Text with CJK characters uses WORD (a word character that is not CJK) at the edges: Chinese glues codes to
+# the words around them ("茅台600519.SH涨停"). Other text uses plain \w, which means the same there and is
+# faster (a negated class with ranges is checked character by character).
+_PLAIN = _patterns(r"\w")
+_CJK_AWARE = _patterns(WORD)
+EXCHANGE_MENTION, CASHTAG, SUFFIXED_CODE = _CJK_AWARE.exchange, _CJK_AWARE.cashtag, _CJK_AWARE.suffixed
+# Mainland codes written with the exchange in front, as Chinese portals do: SH600519, sz000001.
+PREFIXED_A_SHARE = re.compile(rf"(?<!{WORD}|[$.])([Ss][HhZz])(\d{{6}})(?!{WORD}|\.\d)")
+_PREFIXED_HINT = re.compile(r"[Ss][HhZz]\d{6}")  # a cheap first look: the pattern above starts with a lookbehind
+_PREFIXED_SYMBOL = re.compile(r"^(S[HZS])(\d{6})$")
 BARE_TICKER = re.compile(r"(?<![\w$.&'’-])[A-Z][A-Z0-9]{1,5}(?![\w&'’]|-\w|\.\w)")
 PAREN_TICKER = re.compile(r"\(([A-Z][A-Z0-9]{0,5}(?:\.[A-Z])?)\)")
 
@@ -74,8 +105,12 @@ class SymbolMention:
 
 def normalize_symbol(raw: str) -> str:
     """Project form of a Yahoo-ish symbol: '$brk-b' -> 'BRK.B', '600519.SS' -> '600519.SH', '700.HK' ->
-    '0700.HK'; anything it does not recognise is only upper-cased (and stripped of '$')."""
+    '0700.HK',
+    'SH600519' -> '600519.SH'; anything it does not recognise is only upper-cased (and stripped of '$')."""
     sym = raw.strip().lstrip("$").upper()
+    prefixed = _PREFIXED_SYMBOL.match(sym)
+    if prefixed:
+        return with_suffix(prefixed.group(2), "." + prefixed.group(1))
     head, dot, suffix = sym.rpartition(".")
     if dot and suffix in SUFFIXES and head:
         return with_suffix(head, "." + suffix)
@@ -112,19 +147,31 @@ def is_us_symbol(symbol: str) -> bool:
     return bool(_US_CODE.match(symbol))
 
 
-def explicit_symbols(text: str) -> Iterator[SymbolMention]:
-    """Cashtags, exchange-prefixed and exchange-suffixed codes in `text`, in order; overlapping ones once."""
+def _fits(code: str, suffix: str) -> bool:
+    """Digits on a numeric market, as many as its codes have; letters elsewhere."""
+    if code.isdigit() != (suffix in _NUMERIC_SUFFIXES):
+        return False
+    low, high = _DIGITS.get(suffix, (0, 99))
+    return not code.isdigit() or low <= len(code) <= high
+
+
+def explicit_symbols(text: str, cjk: bool | None = None) -> Iterator[SymbolMention]:
+    """Cashtags, exchange-prefixed and exchange-suffixed codes in `text`, in order; overlapping ones once.
+    `cjk`: whether the text has CJK characters, when the caller knows (else it is looked up)."""
     found: list[SymbolMention] = []
-    for match in CASHTAG.finditer(text):
+    pats = _CJK_AWARE if (has_cjk(text) if cjk is None else cjk) else _PLAIN
+    for match in pats.cashtag.finditer(text):
         found.append(SymbolMention(normalize_symbol(match.group(1)), match.start(), match.end(), "cashtag"))
-    for match in EXCHANGE_MENTION.finditer(text):
+    for match in pats.exchange.finditer(text):
         symbol = exchange_symbol(match.group(1), match.group(2))
         if symbol is not None:
             found.append(SymbolMention(symbol, match.start(), match.end(), "exchange"))
-    for match in SUFFIXED_CODE.finditer(text):
+    for match in pats.suffixed.finditer(text):
         suffix = match.group(2)
-        if match.group(1).isdigit() == (suffix in _NUMERIC_SUFFIXES):
+        if _fits(match.group(1), suffix):
             found.append(SymbolMention(with_suffix(match.group(1), "." + suffix), match.start(), match.end(), "code"))
+    for match in PREFIXED_A_SHARE.finditer(text) if _PREFIXED_HINT.search(text) else ():
+        found.append(SymbolMention(normalize_symbol(match.group(0)), match.start(), match.end(), "code"))
     taken: list[tuple[int, int]] = []
     for mention in sorted(found, key=lambda m: (m.start, -m.end)):
         if all(mention.end <= a or mention.start >= b for a, b in taken):

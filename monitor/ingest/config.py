@@ -56,6 +56,8 @@ class FeedConfig(BaseModel):
     ticker_fields: tuple[str, ...] = Field((), description="Entry fields holding tickers (e.g. tags).")
     json_mapping: JsonMapping = Field(default_factory=JsonMapping, alias="json", description="For format: json.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers (never logged).")
+    lang: str | None = Field(None, pattern=r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$",
+                             description="Language of every item (ISO 639-1, e.g. zh); unset: detected per item.")
     enabled: bool = True
 
     @field_validator("url")

@@ -2,6 +2,14 @@
 
 An item's id derives from its first dedupe key: the canonical URL when it has one, else the feed's guid,
 else a hash of its text. The same article fetched again (or through another tracking link) gets the same id.
+
+Title and body are cleaned with monitor/cjk.normalize_text: NFKC for text with CJK characters or full-width
+forms (Chinese sites write ６００５１９ and （ ） as often as 600519 and ( )), nothing for other text, so a
+full-width copy of a story hashes like its half-width twin and English items keep their ids.
+
+Size: the gate's limit is in UTF-8 bytes (64 kB), and a CJK character takes three, so it holds about 21,000
+Chinese characters, still several times a long news article (a Chinese character carries roughly what two
+to three English letters do); the body is cut on a character boundary to fit it.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from monitor.cjk import normalize_text
 from monitor.config import LimitSettings
 from monitor.ingest.config import FeedConfig
 from monitor.ingest.parse import Entry
@@ -40,7 +49,7 @@ def content_hash(entry: Entry) -> str:
     under two URLs is one item, but a templated headline repeated on another day ("Weekly jobless claims")
     is not dropped as a duplicate of last week's."""
     day = entry.published.date().isoformat() if entry.published else ""
-    text = " ".join(f"{entry.title}\n{entry.summary}".lower().split())
+    text = " ".join(normalize_text(f"{entry.title}\n{entry.summary}").lower().split())
     return hashlib.sha256(f"{day}\x1f{text}".encode()).hexdigest()
 
 
@@ -95,8 +104,8 @@ def to_raw(
 ) -> RawItem:
     """The wire record of a new item; `body` replaces the summary when the article text was extracted."""
     entry = cand.entry
-    title = entry.title.strip() or entry.summary.strip()[:300]
-    text = fit_body(title, (body if body else entry.summary).strip(), limits.max_text_bytes)
+    title = normalize_text(entry.title.strip() or entry.summary.strip()[:300])
+    text = fit_body(title, normalize_text((body if body else entry.summary).strip()), limits.max_text_bytes)
     return RawItem(
         id=cand.item_id,
         title=title,
@@ -105,5 +114,6 @@ def to_raw(
         source=feed.name,
         url=clean_url(entry.url) if entry.url else "",
         tickers=tickers_for(feed, entry, f"{title}\n{text}"),
+        lang=feed.lang,
         fetched_at=fetched_at,
     )

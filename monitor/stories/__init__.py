@@ -23,10 +23,12 @@ How an item finds its story
 1. Normalise (text.py): drop `RT @user:` prefixes, URLs, @mentions and the word cut by a truncation `…`;
    NFKC, casefold, `$AAPL`/`#AAPL` -> `aapl`; keep every word and number (`1,200` -> `1200`). Texts of fewer
    than 4 words are compared whole (only identical ones match).
-2. Shingles: word unigrams + bigrams (crc32). Signature: 64 MinHash values (multiply-add-shift hashes whose
-   parameters come from BLAKE2b of (seed, i), so every worker, restart and numpy version agrees; tests pin
-   the values). LSH: 16 bands of 4 values (candidate probability 0.64 at Jaccard 0.5, 0.89 at 0.6, 0.99 at
-   0.7; measured on StockNet, 32 bands or 128 permutations find the same stories within 0.2%).
+2. Shingles: word unigrams + bigrams (crc32); a text mostly in Chinese or Japanese (no spaces) is cut into
+   characters, and its shingles are character bigrams + trigrams (text.py). Signature: 64 MinHash values
+   (multiply-add-shift hashes whose parameters come from BLAKE2b of (seed, i), so every worker, restart and
+   numpy version agrees; tests pin the values). LSH: 16 bands of 4 values (candidate probability 0.64 at
+   Jaccard 0.5, 0.89 at 0.6, 0.99 at 0.7; measured on StockNet, 32 bands or 128 permutations find the same
+   stories within 0.2%).
 3. Decide (book.py): among the exemplars sharing a band, the most similar with estimated Jaccard >= 0.5
    (`threshold`), whose tickers are not disjoint from the item's (cashtags plus `StoryInput.tickers`), in a
    story that has an item within 24 h (`window_hours`) of the item. Else a new story, id = BLAKE2b(item id).

@@ -26,7 +26,8 @@ def abnormal_returns(prices: pd.DataFrame) -> pd.DataFrame:
     return returns.sub(returns.mean(axis=1), axis=0)
 
 
-def alert_events(alerts: pd.DataFrame, abnormal: pd.DataFrame) -> pd.DataFrame:
+def alert_events(alerts: pd.DataFrame, abnormal: pd.DataFrame,
+                 calendars: dict[str, pd.DatetimeIndex] | None = None) -> pd.DataFrame:
     """One row per alert on a priced ticker with a full -5..+10 window: its rule, severity, day 0 and ARs."""
     columns = ["alert_id", "rule", "severity", "ticker", "day0", *[f"ar_{k}" for k in OFFSETS]]
     if alerts.empty:
@@ -34,7 +35,7 @@ def alert_events(alerts: pd.DataFrame, abnormal: pd.DataFrame) -> pd.DataFrame:
     tickers = alerts["key"].str.extract(r"^ticker:(.+)$")[0]
     keep = alerts[tickers.isin(set(abnormal.columns))].assign(ticker=tickers)
     days = pd.DatetimeIndex(abnormal.index)
-    keep = keep.assign(day0=session_of(keep["fired_at"], days))
+    keep = keep.assign(day0=session_of(keep["fired_at"], days, keep["ticker"], calendars))
     rows = [row for row in (_event_row(r, abnormal, days) for r in keep.itertuples()) if row is not None]
     return pd.DataFrame(rows, columns=columns)
 

@@ -1,12 +1,16 @@
 """Daily prices (long format) for a backtest, the trading calendar, and mapping news times to sessions.
 
 A news item belongs to the session whose close is the first one at or after it: news during a session or
-before the open counts for that day's close, news after the 16:00 New York close or on a non-trading day
-counts for the next session. The calendar is the set of dates present in the price files.
+before the open counts for that day's close, news after the close or on a non-trading day counts for the
+next session. The close is that of the ticker's market in its own time zone (markets.py: 16:00 New York,
+15:00 Shanghai, 17:30 Frankfurt, ...), and the next session is the next date its market has prices for.
+Times not about one ticker (market-wide alerts) use New York. The calendar is the set of dates present in
+the price files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +20,7 @@ import pandas as pd
 from monitor.errors import SourceError
 from monitor.sources.files import read_table
 from pipelines.backtest.errors import BacktestError
-
-NEW_YORK = "America/New_York"
-CLOSE_HOUR = 16
+from pipelines.backtest.markets import MARKETS, US, Market, calendar_for, market_codes
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +75,29 @@ def calendar(prices: pd.DataFrame) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(np.unique(prices["date"].to_numpy(dtype="datetime64[ns]")))
 
 
-def session_of(times: pd.Series, days: pd.DatetimeIndex) -> pd.Series:
-    """The trading day each UTC time counts for (NaT past the last day of prices)."""
-    local = pd.to_datetime(times, utc=True).dt.tz_convert(NEW_YORK)
-    after_close = (local.dt.hour * 60 + local.dt.minute + local.dt.second / 60 + local.dt.microsecond / 6e7) \
-        > CLOSE_HOUR * 60
-    day = local.dt.tz_localize(None).dt.normalize() + pd.to_timedelta(after_close.astype(int), unit="D")
+def local_parts(times: pd.Series, market: Market) -> tuple[pd.Series, pd.Series]:
+    """Each UTC time's local date (naive) on `market`, and whether it is after that day's close."""
+    local = pd.to_datetime(times, utc=True).dt.tz_convert(market.tz)
+    date = local.dt.tz_localize(None).dt.normalize().astype("datetime64[ns]")
+    minutes = local.dt.hour * 60 + local.dt.minute + local.dt.second / 60 + local.dt.microsecond / 6e7
+    return date, minutes > market.close_minutes(date)
+
+
+def session_of(times: pd.Series, days: pd.DatetimeIndex, tickers: pd.Series | None = None,
+               calendars: Mapping[str, pd.DatetimeIndex] | None = None) -> pd.Series:
+    """The trading day each UTC time counts for (NaT past the last day of prices): on New York's close and
+    `days`, or, with `tickers` (aligned with `times`), on each ticker's market and its calendar."""
+    if tickers is None:
+        return _sessions(times, days, US)
+    out = pd.Series(pd.NaT, index=times.index, dtype="datetime64[ns]")
+    for code, index in times.groupby(market_codes(tickers), sort=True).groups.items():
+        out[index] = _sessions(times[index], calendar_for(str(code), days, calendars), MARKETS[str(code)])
+    return out
+
+
+def _sessions(times: pd.Series, days: pd.DatetimeIndex, market: Market) -> pd.Series:
+    date, after_close = local_parts(times, market)
+    day = date + pd.to_timedelta(after_close.astype(int), unit="D")
     values = day.to_numpy(dtype="datetime64[ns]")
     pos = days.searchsorted(values, side="left")  # the first trading day on or after `day`
     out = pd.Series(pd.NaT, index=times.index, dtype="datetime64[ns]")

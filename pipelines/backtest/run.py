@@ -31,6 +31,7 @@ from pipelines.backtest import report
 from pipelines.backtest import signals as sig
 from pipelines.backtest.edges import check_overlap, edge_counts, edge_table
 from pipelines.backtest.feed import load_feed
+from pipelines.backtest.markets import market_days
 from pipelines.backtest.prices import PriceColumns, calendar, load_prices, session_of
 from pipelines.backtest.scoring import ScoreStats, make_scorer
 from pipelines.backtest.stream import EventTimeReplay, StreamStats, fired_alerts
@@ -157,14 +158,24 @@ def evaluate(scored: list[ScoredItem], prices: pd.DataFrame, days: pd.DatetimeIn
     for h in sig.HORIZONS:
         metrics.update(_horizon_metrics(daily, h, parts))
     abnormal = ev.abnormal_returns(prices)
-    events = ev.alert_events(alerts, abnormal)
+    calendars = market_days(prices)
+    events = ev.alert_events(alerts, abnormal, calendars)
     metrics.update(ev.event_metrics(events))
     metrics["n_alerts_by_rule"] = {str(k): int(v) for k, v in alerts["rule"].value_counts().sort_index().items()}
-    alerts = alerts.assign(session=session_of(alerts["fired_at"], days).dt.date)
-    edges = edge_table(frame, days, cover)
+    alerts = alerts.assign(session=_alert_sessions(alerts, days, calendars))
+    edges = edge_table(frame, prices, days, cover)
     metrics.update(edge_counts(edges))
     parts.update(events=events, curves=ev.car_curves(events), alerts=alerts, edges=edges)
     return metrics, parts
+
+
+def _alert_sessions(alerts: pd.DataFrame, days: pd.DatetimeIndex, calendars: dict[str, pd.DatetimeIndex]
+                    ) -> pd.Series:
+    """The session of each alert: its ticker's market for a ticker key, New York for market and topic keys."""
+    if alerts.empty:
+        return pd.Series([], index=alerts.index, dtype=object)
+    tickers = alerts["key"].str.extract(r"^ticker:(.+)$")[0].fillna("")
+    return session_of(alerts["fired_at"], days, tickers, calendars).dt.date
 
 
 def _horizon_metrics(daily: pd.DataFrame, h: int, parts: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.records import ScoredItem
+from pipelines.backtest.markets import market_days
 from pipelines.backtest.prices import forward_returns, session_of
 
 MIN_NAMES = 5  # a cross-section needs at least this many tickers for a rank IC or quintiles
@@ -48,7 +49,7 @@ def coverage(frame: pd.DataFrame, prices: pd.DataFrame) -> TickerCoverage:
 def daily_signals(frame: pd.DataFrame, prices: pd.DataFrame, days: pd.DatetimeIndex) -> pd.DataFrame:
     """`date, ticker, n_items, sentiment, fwd_1d, fwd_5d, quintile` for priced tickers, in date/ticker order."""
     priced = frame[frame["ticker"].isin(set(prices["ticker"]))].copy()
-    priced["date"] = session_of(priced["published_at"], days)
+    priced["date"] = session_of(priced["published_at"], days, priced["ticker"], market_days(prices))
     priced = priced.dropna(subset=["date"])
     daily = (priced.groupby(["date", "ticker"], sort=True)
              .agg(n_items=("item_id", "nunique"), sentiment=("sentiment", "mean")).reset_index())
