@@ -205,6 +205,11 @@ def test_random_news_has_no_ic_and_informative_news_has_some(tmp_path: Path) -> 
     assert control["long_short_1d"] > 0.015
     q = control["quintile_mean_1d"]
     assert q["5"] > q["3"] > q["1"]
+    # the story-aware signal (novelty-weighted, relevance-gated: what the windows count) sees the same
+    assert abs(random["story_ic_mean_1d"]) < 0.1 and control["story_ic_mean_1d"] > 0.5
+    assert control["story_ic_days_1d"] == control["ic_days_1d"]
+    report = (tmp_path / "informed" / "report.html").read_text(encoding="utf-8")
+    assert "Story-aware signal" in report and "story-aware" in report
 
 
 # --- edges: weekends, after the close, bare dates, tickers without prices ---------------------------------------

@@ -10,12 +10,19 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 
-def _metrics(out: Path) -> None:
-    metrics = json.loads((out / "metrics.json").read_text())
-    cols = st.columns(4)
-    for col, key in zip(cols, ("n_items", "ic_mean_1d", "hit_rate_1d", "long_short_1d"), strict=True):
+def _row(metrics: dict[str, object], keys: tuple[str, ...]) -> None:
+    for col, key in zip(st.columns(len(keys)), keys, strict=True):
         value = metrics.get(key)
         col.metric(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+
+
+def _metrics(out: Path) -> None:
+    metrics = json.loads((out / "metrics.json").read_text())
+    _row(metrics, ("n_items", "ic_mean_1d", "hit_rate_1d", "long_short_1d"))
+    if "story_ic_mean_1d" in metrics:  # the signal the windows count, next to the raw one
+        st.caption("Story-aware signal: novelty-weighted sentiment of the tickers linked at or above the relevance "
+                   "threshold, distinct stories for volume")
+        _row(metrics, ("story_volume_ic_mean_1d", "story_ic_mean_1d", "story_hit_rate_1d", "story_long_short_1d"))
     with st.expander("All metrics"):
         st.json(metrics)
 

@@ -104,6 +104,13 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
     return _table(pd.DataFrame(rows, columns=["metric", "value"]).astype(str), max_rows=200)
 
 
+def _side_by_side(metrics: dict[str, Any]) -> pd.DataFrame:
+    """Raw and story-aware signal metrics in two columns."""
+    names = [f"{m}_{h}d" for h in (1, 5) for m in ("ic_mean", "ic_tstat", "hit_rate", "long_short", "volume_ic_mean")]
+    return pd.DataFrame({"metric": names, "raw": [clean(metrics.get(n)) for n in names],
+                         "story-aware": [clean(metrics.get(f"story_{n}")) for n in names]})
+
+
 def write_html(out: Path, metrics: dict[str, Any], parts: dict[str, Any]) -> None:
     """Assemble report.html from the metrics and the evaluation parts (see run.py for the keys)."""
     body = [f"<h1>finmon backtest</h1><p class='note'>{html.escape(parts['title'])}</p>",
@@ -113,8 +120,13 @@ def write_html(out: Path, metrics: dict[str, Any], parts: dict[str, Any]) -> Non
             "<h2>Returns by sentiment quintile</h2>",
             quintile_plot(parts["quintiles_1d"], "Next-day return"), quintile_plot(parts["quintiles_5d"],
                                                                                    "Next-5-day return"),
-            _table(parts["quintile_table"]),
-            "<h2>Event study of the alerts</h2>"]
+            _table(parts["quintile_table"])]
+    if "story_ic_1d" in parts:  # the signal the windows count: novelty-weighted, relevance-gated
+        body += ["<h2>Story-aware signal (novelty-weighted sentiment of linked tickers)</h2>",
+                 _table(_side_by_side(metrics)),
+                 ic_plot(parts["story_ic_1d"], "Daily rank IC, story-aware sentiment vs next-day return"),
+                 quintile_plot(parts["story_quintiles_1d"], "Next-day return by story-aware quintile")]
+    body.append("<h2>Event study of the alerts</h2>")
     curves: pd.DataFrame = parts["curves"]
     if curves.empty:
         body.append("<p>No alert on a priced ticker with a full -5..+10 day window.</p>")

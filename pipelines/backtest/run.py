@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import Connection, select
 
 from monitor.alerts.rules import RuleSet, load_rules
 from monitor.clock import INSTANT, to_micros
@@ -24,7 +25,8 @@ from monitor.core.scoring import build_scored
 from monitor.entities import Linker
 from monitor.records import RawItem, ScoredItem
 from monitor.sources.files import ColumnMap
-from monitor.store import Store
+from monitor.store import Store, as_utc
+from monitor.store.schema import aggregate_items
 from monitor.store.track import save_track_records
 from pipelines.backtest import events as ev
 from pipelines.backtest import report
@@ -85,9 +87,9 @@ def run_backtest(cfg: BacktestConfig, settings: Settings) -> dict[str, Any]:
     stats = ScoreStats()
     scored = score_items(cfg, settings, feed.items, stats)
     timer.lap("score")
-    alerts, stream = replay_alerts(scored, settings, rules, cfg)
+    alerts, stream, counted = replay_alerts(scored, settings, rules, cfg)
     timer.lap("stream")
-    metrics, parts = evaluate(scored, prices, days, alerts)
+    metrics, parts = evaluate(scored, prices, days, alerts, counted)
     timer.lap("evaluate")
     metrics.update(_run_facts(cfg, feed.rejected, stats, stream, len(rules.rules)))
     metrics["n_late"] = sum(1 for s in scored if s.late)  # as live classify would decide for a replay
@@ -132,22 +134,35 @@ def score_items(cfg: BacktestConfig, settings: Settings, items: list[RawItem], s
 
 
 def replay_alerts(scored: list[ScoredItem], settings: Settings, rules: RuleSet, cfg: BacktestConfig
-                  ) -> tuple[pd.DataFrame, StreamStats]:
-    """Windows and alerts on a temporary SQLite store, thrown away afterwards."""
+                  ) -> tuple[pd.DataFrame, StreamStats, pd.DataFrame]:
+    """Windows and alerts on a temporary SQLite store, thrown away afterwards; also what the windows counted
+    per ticker (signals.story_frame), for the story-aware signal."""
     with tempfile.TemporaryDirectory(prefix="finmon-backtest-") as tmp:
         store = Store(f"sqlite:///{Path(tmp) / 'backtest.db'}")
         try:
             store.create_schema()
             stream = EventTimeReplay(store, settings.windows, rules, cfg.step,
                                      stories=settings.stories).run(scored, cfg.progress)
-            return fired_alerts(store), stream
+            with store.engine.connect() as conn:  # the replay settled every applied item's story at its end
+                counted = sig.story_frame(ticker_rows(conn))
+            return fired_alerts(store), stream, counted
         finally:
             store.dispose()
 
 
-def evaluate(scored: list[ScoredItem], prices: pd.DataFrame, days: pd.DatetimeIndex, alerts: pd.DataFrame
-             ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Signal and event-study metrics, and the tables and series the report shows."""
+def ticker_rows(conn: Connection) -> list[tuple[str, object, str, float, int]]:
+    """(item id, event time, ticker, score, novelty) for every ticker key of every settled accepted item."""
+    a = aggregate_items.c
+    query = select(a.item_id, a.event_time, a["keys"], a.score_u, a.novelty).where(
+        a.late.is_(False), a.novelty.is_not(None))
+    return [(r.item_id, as_utc(r.event_time), key.split(":", 1)[1], int(r.score_u) / 1_000_000, int(r.novelty))
+            for r in conn.execute(query) for key in (r[2] or ()) if isinstance(key, str) and key.startswith("ticker:")]
+
+
+def evaluate(scored: list[ScoredItem], prices: pd.DataFrame, days: pd.DatetimeIndex, alerts: pd.DataFrame,
+             counted: pd.DataFrame | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Signal and event-study metrics, and the tables and series the report shows; with `counted` (what the
+    windows counted per ticker) the story-aware signal's too, as `story_*`."""
     frame = sig.item_frame(scored)
     cover = sig.coverage(frame, prices)
     daily = sig.daily_signals(frame, prices, days)
@@ -157,6 +172,11 @@ def evaluate(scored: list[ScoredItem], prices: pd.DataFrame, days: pd.DatetimeIn
     parts: dict[str, Any] = {"signals": daily}
     for h in sig.HORIZONS:
         metrics.update(_horizon_metrics(daily, h, parts))
+    if counted is not None:
+        stories = sig.story_signals(counted, prices, days)
+        parts["story_signals"] = stories
+        for h in sig.HORIZONS:
+            metrics.update(_horizon_metrics(stories, h, parts, "story_"))
     abnormal = ev.abnormal_returns(prices)
     calendars = market_days(prices)
     events = ev.alert_events(alerts, abnormal, calendars)
@@ -178,20 +198,21 @@ def _alert_sessions(alerts: pd.DataFrame, days: pd.DatetimeIndex, calendars: dic
     return session_of(alerts["fired_at"], days, tickers, calendars).dt.date
 
 
-def _horizon_metrics(daily: pd.DataFrame, h: int, parts: dict[str, Any]) -> dict[str, Any]:
+def _horizon_metrics(daily: pd.DataFrame, h: int, parts: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     target = f"fwd_{h}d"
     ic = sig.daily_ic(daily, "sentiment", target)
     summary = sig.summarize_ic(ic)
     volume = sig.summarize_ic(sig.daily_ic(daily, "n_items", target))
     by_q = sig.quintile_returns(daily, target)
     spread = sig.long_short(by_q)
-    parts[f"ic_{h}d"], parts[f"quintiles_{h}d"] = ic, by_q.mean()
-    return {f"ic_mean_{h}d": summary["mean"], f"ic_tstat_{h}d": summary["tstat"],
-            f"hit_rate_{h}d": summary["hit_rate"], f"ic_days_{h}d": summary["days"],
-            f"volume_ic_mean_{h}d": volume["mean"], f"volume_ic_tstat_{h}d": volume["tstat"],
-            f"long_short_{h}d": float(spread.mean()) if len(spread) else None,
-            f"quintile_days_{h}d": len(by_q),
-            f"quintile_mean_{h}d": {str(int(q)): float(v) for q, v in by_q.mean().items()}}
+    parts[f"{prefix}ic_{h}d"], parts[f"{prefix}quintiles_{h}d"] = ic, by_q.mean()
+    out = {f"ic_mean_{h}d": summary["mean"], f"ic_tstat_{h}d": summary["tstat"],
+           f"hit_rate_{h}d": summary["hit_rate"], f"ic_days_{h}d": summary["days"],
+           f"volume_ic_mean_{h}d": volume["mean"], f"volume_ic_tstat_{h}d": volume["tstat"],
+           f"long_short_{h}d": float(spread.mean()) if len(spread) else None,
+           f"quintile_days_{h}d": len(by_q),
+           f"quintile_mean_{h}d": {str(int(q)): float(v) for q, v in by_q.mean().items()}}
+    return {prefix + k: v for k, v in out.items()}
 
 
 def _run_facts(cfg: BacktestConfig, rejected: Any, stats: ScoreStats, stream: StreamStats, n_rules: int

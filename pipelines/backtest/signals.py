@@ -5,6 +5,11 @@ items of the news counted for D, against the return from the close of D to the c
 Per day, the rank IC is the Spearman correlation across tickers; its mean, t-stat and hit rate (share of days
 with IC > 0) summarise it. Each day the tickers are also cut into sentiment quintiles; the long-short spread is
 the mean daily return of the top minus the bottom quintile.
+
+The story-aware signal (`story_signals`) is the one the windows count: per day and ticker the novelty-weighted
+mean score of the items linked to the ticker at or above the relevance threshold (the `ticker:` keys the
+windows counted), and the number of distinct stories; sixty copies of one tweet weigh about as much as four
+distinct ones, and a ticker merely listed among eight cashtags not at all.
 """
 
 from __future__ import annotations
@@ -48,11 +53,41 @@ def coverage(frame: pd.DataFrame, prices: pd.DataFrame) -> TickerCoverage:
 
 def daily_signals(frame: pd.DataFrame, prices: pd.DataFrame, days: pd.DatetimeIndex) -> pd.DataFrame:
     """`date, ticker, n_items, sentiment, fwd_1d, fwd_5d, quintile` for priced tickers, in date/ticker order."""
-    priced = frame[frame["ticker"].isin(set(prices["ticker"]))].copy()
-    priced["date"] = session_of(priced["published_at"], days, priced["ticker"], market_days(prices))
-    priced = priced.dropna(subset=["date"])
+    priced = _sessions(frame, prices, days)
     daily = (priced.groupby(["date", "ticker"], sort=True)
              .agg(n_items=("item_id", "nunique"), sentiment=("sentiment", "mean")).reset_index())
+    return _with_returns(daily, prices)
+
+
+def story_frame(rows: list[tuple[str, object, str, float, int]]) -> pd.DataFrame:
+    """(item id, event time, ticker, score, novelty) per ticker key an item was counted in."""
+    frame = pd.DataFrame(rows, columns=["item_id", "published_at", "ticker", "sentiment", "novelty"])
+    frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
+    return frame
+
+
+def story_signals(frame: pd.DataFrame, prices: pd.DataFrame, days: pd.DatetimeIndex) -> pd.DataFrame:
+    """The story-aware daily signals (module docstring), in the columns of `daily_signals`: `n_items` holds the
+    distinct stories and `sentiment` the novelty-weighted mean score."""
+    priced = _sessions(frame, prices, days)
+    priced = priced.assign(weighted=priced["sentiment"] * priced["novelty"],
+                           new=(priced["novelty"] >= 100).astype(int))
+    grouped = priced.groupby(["date", "ticker"], sort=True).agg(
+        n_items=("new", "sum"), weighted=("weighted", "sum"), weight=("novelty", "sum")).reset_index()
+    grouped = grouped[grouped["weight"] > 0]
+    daily = grouped.assign(sentiment=grouped["weighted"] / grouped["weight"])[
+        ["date", "ticker", "n_items", "sentiment"]].reset_index(drop=True)
+    return _with_returns(daily, prices)
+
+
+def _sessions(frame: pd.DataFrame, prices: pd.DataFrame, days: pd.DatetimeIndex) -> pd.DataFrame:
+    """The rows about priced tickers, with the session (`date`) each counts for."""
+    priced = frame[frame["ticker"].isin(set(prices["ticker"]))].copy()
+    priced["date"] = session_of(priced["published_at"], days, priced["ticker"], market_days(prices))
+    return priced.dropna(subset=["date"])
+
+
+def _with_returns(daily: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
     for h in HORIZONS:
         fwd = forward_returns(prices, h).stack().rename(f"fwd_{h}d")
         fwd.index = fwd.index.set_names(["date", "ticker"])
