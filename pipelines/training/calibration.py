@@ -34,7 +34,7 @@ T_RANGE = (0.05, 20.0)
 # Re-score margins tried, smallest first; the first whose int8 labels agree with fp32 on INT8_TARGET of the
 # validation texts on both heads is kept (a smaller margin re-scores fewer texts, so int8 stays fast).
 MARGIN_GRID = (0.0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
-INT8_TARGET = 0.995
+INT8_TARGET = 0.99  # the engine bar of issue #14: >= 99% agreement, and >= 3x pipeline (0.995 cost 2.89x)
 CHUNK = 512  # texts per engine call, so the progress bar moves
 _CROSS_FIT_SEED = 0
 
