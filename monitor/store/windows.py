@@ -102,6 +102,13 @@ def unsettled_items(conn: Connection, until_us: int) -> list[Any]:
     return rows
 
 
+def settled_items(conn: Connection) -> list[Any]:
+    """Accepted items whose story is settled: item id, event time, keys, score (micro-units) and novelty."""
+    a = aggregate_items.c
+    return list(conn.execute(select(a.item_id, a.event_time, a["keys"], a.score_u, a.novelty).where(
+        a.late.is_(False), a.novelty.is_not(None))).all())
+
+
 def retire_pre_story_items(conn: Connection) -> int:
     """Mark items stored before the story columns existed (no story text) as never to be settled: their text
     is gone, and settling a whole history at once would stall the first batch after an upgrade. Their windows

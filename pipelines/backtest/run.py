@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from monitor.alerts.rules import RuleSet, load_rules
 from monitor.clock import INSTANT, to_micros
@@ -26,7 +26,7 @@ from monitor.entities import Linker
 from monitor.records import RawItem, ScoredItem
 from monitor.sources.files import ColumnMap
 from monitor.store import Store, as_utc
-from monitor.store.schema import aggregate_items
+from monitor.store import windows as wstore
 from monitor.store.track import save_track_records
 from pipelines.backtest import events as ev
 from pipelines.backtest import report
@@ -152,11 +152,9 @@ def replay_alerts(scored: list[ScoredItem], settings: Settings, rules: RuleSet, 
 
 def ticker_rows(conn: Connection) -> list[tuple[str, object, str, float, int]]:
     """(item id, event time, ticker, score, novelty) for every ticker key of every settled accepted item."""
-    a = aggregate_items.c
-    query = select(a.item_id, a.event_time, a["keys"], a.score_u, a.novelty).where(
-        a.late.is_(False), a.novelty.is_not(None))
     return [(r.item_id, as_utc(r.event_time), key.split(":", 1)[1], int(r.score_u) / 1_000_000, int(r.novelty))
-            for r in conn.execute(query) for key in (r[2] or ()) if isinstance(key, str) and key.startswith("ticker:")]
+            for r in wstore.settled_items(conn) for key in (r.keys or ())
+            if isinstance(key, str) and key.startswith("ticker:")]
 
 
 def evaluate(scored: list[ScoredItem], prices: pd.DataFrame, days: pd.DatetimeIndex, alerts: pd.DataFrame,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -164,16 +164,23 @@ def choose_margin(table: list[dict[str, float]], target: float = INT8_TARGET) ->
     return table[-1]["margin"], False
 
 
-def logits_in_chunks(engine: Engine, texts: list[str], desc: str) -> tuple[np.ndarray, np.ndarray]:
-    """Both heads' raw logits of `texts`, in chunks under a progress bar."""
+def heads_in_chunks(predict: Callable[[list[str]], tuple[np.ndarray, np.ndarray]], texts: list[str], desc: str
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Both heads' arrays from `predict` (an engine's predict_logits or predict_proba) over `texts`, in chunks
+    under a progress bar."""
+    if not texts:
+        return predict([])
     topic, sentiment = [], []
     for start in tqdm(range(0, len(texts), CHUNK), desc=desc, unit="chunk", dynamic_ncols=True):
-        tz, sz = engine.predict_logits(texts[start : start + CHUNK])
+        tz, sz = predict(texts[start : start + CHUNK])
         topic.append(tz)
         sentiment.append(sz)
-    if not topic:
-        return np.zeros((0, len(engine.topic_labels))), np.zeros((0, len(engine.sentiment_labels)))
     return np.concatenate(topic), np.concatenate(sentiment)
+
+
+def logits_in_chunks(engine: Engine, texts: list[str], desc: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both heads' raw logits of `texts`, in chunks under a progress bar."""
+    return heads_in_chunks(engine.predict_logits, texts, desc)
 
 
 def label_ids(names: Sequence[str], labels: Sequence[str]) -> np.ndarray:

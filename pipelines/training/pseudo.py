@@ -14,28 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
-from tqdm import tqdm
 
 from pipelines.training.data import Split, other_validation_rows
 
 log = logging.getLogger(__name__)
-CHUNK = 512  # texts per engine call, so the progress bar moves
 
 
 def pseudo_column(task: str) -> str:
     """Column of a Split's train frame holding the teacher's label for `task` (None = not confident)."""
     return f"pseudo_{task}"
-
-
-def teacher_probs(engine: Any, texts: list[str], desc: str) -> tuple[np.ndarray, np.ndarray]:
-    """Both heads' probabilities for `texts`, in chunks under a progress bar."""
-    topic, sentiment = [], []
-    for start in tqdm(range(0, len(texts), CHUNK), desc=desc, unit="chunk", dynamic_ncols=True):
-        tp, sp = engine.predict_proba(texts[start : start + CHUNK])
-        topic.append(tp)
-        sentiment.append(sp)
-    return np.concatenate(topic), np.concatenate(sentiment)
 
 
 def check_labels(engine: Any, topics: list[str]) -> None:
@@ -65,6 +52,7 @@ def add_pseudo_labels(
     """Add the teacher's confident labels for the other task to each split's training rows; return counts."""
     from monitor.classify import load_classifier
     from monitor.classify.model import resolve_model_dir
+    from pipelines.training.calibration import heads_in_chunks
 
     engine = load_classifier(teacher, device=device)
     # The threshold is on the teacher's plain softmax (T = 1): that is what it was tuned on (README recipe), and a
@@ -75,7 +63,7 @@ def add_pseudo_labels(
     counts: dict[str, dict[str, int]] = {}
     for sp in splits:
         other = "sentiment" if sp.task == "topic" else "topic"
-        topic_p, sent_p = teacher_probs(engine, sp.train["text"].tolist(), f"teacher labels {other}")
+        topic_p, sent_p = heads_in_chunks(engine.predict_proba, sp.train["text"].tolist(), f"teacher labels {other}")
         probs = sent_p if other == "sentiment" else topic_p
         names = list(engine.sentiment_labels if other == "sentiment" else engine.topic_labels)
         best = probs.argmax(axis=1)
