@@ -123,7 +123,10 @@ class AlertService:
             queue_digest(self.store, self.rules, self.settings.alerts.digest_channels, self.clock.now())
 
     def publish(self) -> int:
-        """Send unpublished transitions to the `alerts` topic; mark them only once the broker acked them."""
+        """Send unpublished transitions to the `alerts` topic; mark them only once the broker acked them.
+
+        At-least-once: a worker killed between the ack and the mark sends those transitions again after its
+        restart, byte for byte the same message with the same `event_id`, which consumers dedupe on."""
         if self.producer is None:
             return 0
         with self._publish_lock:
@@ -135,8 +138,7 @@ class AlertService:
         if not pending:
             return 0
         topic = self.settings.kafka.topics.alerts
-        futures = [self.producer.send(topic, key=e["key"].encode("utf-8"),
-                                      value=json.dumps(e["payload"], separators=(",", ":")).encode("utf-8"))
+        futures = [self.producer.send(topic, key=e["key"].encode("utf-8"), value=transition_message(e))
                    for e in pending]
         self.producer.flush(timeout=30)
         for future in futures:
@@ -156,6 +158,12 @@ class AlertService:
             self.publish()
         except Exception as exc:  # the broker may be away: events stay in the outbox for the next round
             log.warning("alerting: publishing transitions failed (%s); will retry", exc)
+
+
+def transition_message(event: dict[str, Any]) -> bytes:
+    """One transition as the `alerts` topic carries it: the public alert plus `event_id`, the transition's row in
+    the store's outbox (unique per transition in one store, the same when the transition is sent again)."""
+    return json.dumps({**event["payload"], "event_id": event["id"]}, separators=(",", ":")).encode("utf-8")
 
 
 def start_scheduler(service: AlertService) -> BackgroundScheduler:
