@@ -209,6 +209,58 @@ def test_exported_split_is_the_held_out_part(trained: tuple[Path, Path, Path]) -
     assert val["label"].value_counts().to_dict() == dict.fromkeys(TOPICS, 2)  # stratified: 25% of 8 per class
 
 
+def news_rows() -> pd.DataFrame:
+    """A two-label file with its own split column: train, validation and a test row that must stay unused."""
+    rows = []
+    for i, company in enumerate(COMPANIES):
+        for (sentiment, stext), (topic, ttext) in zip(SENTIMENT_TEMPLATES.items(), TOPIC_TEMPLATES.items(),
+                                                      strict=True):
+            split = "validation" if i % 4 == 0 else "test" if i == 7 else "train"
+            rows.append((f"{stext.format(c=company)}; {ttext.format(c=company)}", sentiment, topic, split))
+    return pd.DataFrame(rows, columns=["headline", "tone", "topic", "part"])
+
+
+def test_news_data_trains_both_heads_and_is_reported_as_its_own_domain(tmp_path: Path) -> None:
+    from pipelines.cli import cli
+
+    news_rows().to_csv(tmp_path / "news.csv", index=False)
+    sentiment_rows().to_csv(tmp_path / "sent.csv", index=False)
+    (tmp_path / "topics.txt").write_text("\n".join(TOPICS) + "\n", encoding="utf-8")
+    out = tmp_path / "model"
+    args = ["--sentiment-data", str(tmp_path / "sent.csv"), "--sentiment-text-col", "headline",
+            "--sentiment-label-col", "sentiment", "--topic-labels", str(tmp_path / "topics.txt"),
+            "--news-data", str(tmp_path / "news.csv"), "--news-text-col", "headline", "--news-sentiment-col", "tone",
+            "--news-split-col", "part", "--news-repeat", "2", "--validation-fraction", "0.25", "--epochs", "1",
+            "--batch-size", "8", "--threads", "2", "--lora-r", "4", "--lora-alpha", "8", "--output-dir", str(out)]
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    news = metrics["data"]["news"]
+    assert (news["train_rows"], news["validation_rows"], news["repeat"]) == (15, 6, 2)  # the test rows left out
+    assert set(metrics["validation"]) == {"sentiment", "news_sentiment", "news_topic"}
+    assert metrics["validation"]["news_topic"]["n"] == metrics["validation"]["news_sentiment"]["n"] == 6
+    # 18 tweet rows + 15 news rows twice, batch 8: the news rows train both heads, each seen twice.
+    assert metrics["train_steps"] == 6
+    # The temperatures are fitted on every held-out row of a head: tweets and news together for sentiment.
+    heads = metrics["calibration"]["heads"]
+    assert heads["sentiment"]["n"] == 6 + 6 and heads["topic"]["n"] == 6
+    for name in ("classification_report_news_sentiment.txt", "confusion_matrix_news_topic.png"):
+        assert (out / name).stat().st_size > 0
+    card = (out / "README.md").read_text()
+    assert "| news_sentiment | 6 |" in card and "seen 2 times per epoch" in card
+
+    # `finmon calibrate` rebuilds the same news rows from what metrics.json recorded.
+    recalibrated = CliRunner().invoke(cli, ["calibrate", str(out), "--device", "cpu", "--threads", "2"])
+    assert recalibrated.exit_code == 0, recalibrated.output
+    assert json.loads((out / "metrics.json").read_text())["calibration"]["heads"]["sentiment"]["n"] == 12
+
+    bad = news_rows().assign(tone="bullish")
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    refused = CliRunner().invoke(command, [*args[:-2], "--output-dir", str(tmp_path / "m2"), "--news-data",
+                                           str(tmp_path / "bad.csv")])
+    assert refused.exit_code != 0 and "unknown sentiment label" in refused.output and "'bullish'" in refused.output
+
+
 def test_unknown_labels_and_missing_columns_fail_with_a_fix(tmp_path: Path) -> None:
     bad = sentiment_rows().rename(columns={"headline": "text", "sentiment": "label"})
     bad.loc[0, "label"] = "bullish"

@@ -34,6 +34,22 @@ class DataArguments:
             "label or a .txt, one per line (default: sorted names found in the data)."
         },
     )
+    news_data: Path | None = field(
+        default=None,
+        metadata={"help": "CSV/JSONL/Parquet of news with both labels (sentiment and topic) and a fixed split column,"
+                  " e.g. data/news/finmon_news.csv: its train rows train both heads, its validation rows are a second"
+                  " held-out domain, reported apart and counted in model selection and calibration."},
+    )
+    news_text_col: str = field(default="text", metadata={"help": "Text column of --news-data."})
+    news_sentiment_col: str = field(default="sentiment", metadata={"help": "Sentiment column of --news-data."})
+    news_topic_col: str = field(default="topic", metadata={"help": "Topic column of --news-data."})
+    news_split_col: str = field(default="split", metadata={"help": "Column of --news-data naming each row's split"
+                                " (train / validation; other values are left out)."})
+    news_repeat: int = field(
+        default=1,
+        metadata={"help": "Times each --news-data training row is seen per epoch (news is a few percent of the rows"
+                  " next to the tweet files)."},
+    )
     validation_fraction: float = field(
         default=0.1, metadata={"help": "Share of each file held out for validation, stratified by label."}
     )
@@ -60,8 +76,10 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
-        if self.sentiment_data is None and self.topic_data is None:
-            raise click.UsageError("nothing to train on: pass --sentiment-data and/or --topic-data")
+        if self.sentiment_data is None and self.topic_data is None and self.news_data is None:
+            raise click.UsageError("nothing to train on: pass --sentiment-data, --topic-data and/or --news-data")
+        if self.news_repeat < 1:
+            raise click.BadParameter(f"--news-repeat must be at least 1, got {self.news_repeat}")
         if not 0 <= self.validation_fraction < 1:
             raise click.BadParameter(f"--validation-fraction must be in [0, 1), got {self.validation_fraction}")
 

@@ -195,13 +195,16 @@ def calibrate_dir(model_dir: Path, val: Sequence[Any], device: str = "auto") -> 
     texts = [t for vs in val for t in vs.texts]
     fp32 = load_classifier(str(model_dir), device=device)
     logits = logits_in_chunks(fp32, texts, "calibration: fp32 logits")
-    heads, start = {}, 0
-    for vs in val:
+    rows: dict[str, list[np.ndarray]] = {}
+    golds: dict[str, list[np.ndarray]] = {}
+    start = 0
+    for vs in val:  # one head may have several held-out sets (tweets and news): fit on all of them together
         head = 0 if vs.task == "topic" else 1
         names = fp32.topic_labels if vs.task == "topic" else fp32.sentiment_labels
-        rows = slice(start, start + len(vs.texts))
-        heads[vs.task] = head_report(logits[head][rows], label_ids(vs.labels, names))
+        rows.setdefault(vs.task, []).append(logits[head][start:start + len(vs.texts)])
+        golds.setdefault(vs.task, []).append(label_ids(vs.labels, names))
         start += len(vs.texts)
+    heads = {task: head_report(np.concatenate(rows[task]), np.concatenate(golds[task])) for task in rows}
     temps = tuple(heads[h]["temperature"] if h in heads else 1.0 for h in ("topic", "sentiment"))
     margin = int8_margin(model_dir, texts, logits if fp32.device.type == "cpu" else None, temps)
     config = ModelConfig.load(model_dir)

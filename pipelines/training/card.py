@@ -9,6 +9,8 @@ DATA_NOTES = {
     "split, 9,543 English finance tweets; licence: MIT (per the dataset card).",
     "topic_train.csv": "Twitter Financial News Topic (zeroshot/twitter-financial-news-topic), train split, "
     "16,990 English finance tweets, 20 topics; licence: MIT (per the dataset card).",
+    "finmon_news.csv": "finmon's own news set (data/news: newswire headlines and release sentences written for the "
+    "project, both labels per row, fixed split; PROVENANCE.md); licence: MIT.",
 }
 
 
@@ -19,7 +21,8 @@ def _data_lines(metrics: dict[str, Any]) -> list[str]:
         note = DATA_NOTES.get(name, "user-supplied data; check its licence before redistributing the model.")
         lines.append(
             f"- **{task}**: `{name}` — {note} {info['train_rows']} rows trained on, "
-            f"{info['validation_rows']} held out (fingerprint `{info['fingerprints']['validation']}`)."
+            f"{info['validation_rows']} held out (fingerprint `{info['fingerprints']['validation']}`)"
+            + (f", each training row seen {info['repeat']} times per epoch." if info.get("repeat", 1) > 1 else ".")
         )
     return lines
 

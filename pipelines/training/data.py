@@ -22,11 +22,13 @@ from monitor.sources import files
 
 @dataclass
 class Split:
-    """One task's data, carved into train and held-out validation rows (columns: text, label)."""
+    """One task's data, carved into train and held-out validation rows (columns: text, label). A file labelled for
+    both heads (task `news`) has columns text, label_topic and label_sentiment instead, and may be `repeat`ed."""
 
     task: str
     train: pd.DataFrame
     validation: pd.DataFrame
+    repeat: int = 1
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -132,9 +134,41 @@ def export_split(split: Split, out_dir: Path) -> dict[str, str]:
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
-    """Order-independent content hash of (text, label) rows, recorded in metrics.json."""
-    rows = sorted(frame["text"] + "\x1f" + frame["label"])
+    """Order-independent content hash of (text, label) rows (all label columns of a two-label file), recorded in
+    metrics.json."""
+    labels = frame[label_columns(frame)].astype(str).agg("|".join, axis=1) if len(frame) else frame["text"]
+    rows = sorted(frame["text"] + "\x1f" + labels)
     return hashlib.sha256("\x1e".join(rows).encode()).hexdigest()[:16]
+
+
+def label_columns(frame: pd.DataFrame) -> list[str]:
+    """The gold label column(s) of a split frame: `label`, or label_topic and label_sentiment of a news file."""
+    return [c for c in ("label", "label_topic", "label_sentiment") if c in frame.columns]
+
+
+def load_two_labelled(path: Path, cols: dict[str, str], topics: Sequence[str], split_col: str) -> Split:
+    """A file labelled for both heads with its own train/validation split column (the project's news set):
+    `cols` maps text/sentiment/topic to column names. Rows of other splits (e.g. test) are left out."""
+    from monitor.classify.base import SENTIMENT_LABELS
+
+    frame = read_table(path)
+    missing = [c for c in (*cols.values(), split_col) if c not in frame.columns]
+    if missing:
+        raise click.BadParameter(f"{path}: missing column(s) {missing}; available columns: {list(frame.columns)}. "
+                                 "Name them with the --news-*-col options")
+    out = pd.DataFrame({
+        "text": frame[cols["text"]].fillna("").astype(str),
+        "label_sentiment": frame[cols["sentiment"]].astype(str).str.strip(),
+        "label_topic": frame[cols["topic"]].astype(str).str.strip(),
+    })
+    check_labels(out["label_sentiment"], SENTIMENT_LABELS, path, "sentiment")
+    check_labels(out["label_topic"], topics, path, "topic")
+    part = frame[split_col].astype(str).str.strip()
+    if not (part == "train").any():
+        raise click.BadParameter(f"{path}: no row has {split_col} = 'train' (values: {sorted(part.unique())[:10]});"
+                                 " mark the rows to train on with train, held-out rows with validation")
+    return Split("news", out[part == "train"].reset_index(drop=True),
+                 out[part == "validation"].reset_index(drop=True))
 
 
 def other_validation_rows(model_dir: Path, splits: Sequence[Split]) -> list[str]:

@@ -44,15 +44,15 @@ def evaluate_saved(out_dir: Path, val: list[Any], device: str) -> tuple[Any, dic
         preds = engine.predict(vs.texts)
         predicted = [p.topic if vs.task == "topic" else p.sentiment for p in preds]
         labels = engine.topic_labels if vs.task == "topic" else engine.sentiment_labels
-        results[vs.task] = compute_metrics(vs.labels, predicted, labels)
-        (out_dir / f"classification_report_{vs.task}.txt").write_text(
+        results[vs.key] = compute_metrics(vs.labels, predicted, labels)
+        (out_dir / f"classification_report_{vs.key}.txt").write_text(
             report_text(vs.labels, predicted, labels), encoding="utf-8"
         )
         plot_confusion(
-            results[vs.task]["confusion_matrix"],
+            results[vs.key]["confusion_matrix"],
             labels,
-            f"{vs.task} (validation, n={len(vs.texts)})",
-            out_dir / f"confusion_matrix_{vs.task}.png",
+            f"{vs.key} (validation, n={len(vs.texts)})",
+            out_dir / f"confusion_matrix_{vs.key}.png",
         )
     return engine, results
 
@@ -88,6 +88,7 @@ def finalize(
                 "validation_rows": len(sp.validation),
                 "fingerprints": ctx["fingerprints"][sp.task],
                 "exported": ctx["split_files"].get(sp.task),
+                **({"repeat": sp.repeat} if sp.repeat > 1 else {}),
             }
             for sp in ctx["splits"]
         },

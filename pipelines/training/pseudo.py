@@ -62,6 +62,8 @@ def add_pseudo_labels(
     warn_if_leaky(resolve_model_dir(teacher), splits)
     counts: dict[str, dict[str, int]] = {}
     for sp in splits:
+        if sp.task not in ("topic", "sentiment"):
+            continue  # a file with both gold labels needs no teacher
         other = "sentiment" if sp.task == "topic" else "topic"
         topic_p, sent_p = heads_in_chunks(engine.predict_proba, sp.train["text"].tolist(), f"teacher labels {other}")
         probs = sent_p if other == "sentiment" else topic_p

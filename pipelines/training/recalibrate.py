@@ -27,7 +27,7 @@ from pipelines.training.data import other_validation_rows
 from pipelines.training.finalize import evaluate_saved, int8_agreement, write_metrics_and_card
 from pipelines.training.trainer import ValSet
 
-_PATHS = ("sentiment_data", "topic_data", "topic_labels")
+_PATHS = ("sentiment_data", "topic_data", "topic_labels", "news_data")
 
 
 def recorded_metrics(model_dir: Path) -> dict[str, Any]:
@@ -69,6 +69,7 @@ def validation_sets(model_dir: Path, metrics: dict[str, Any], overrides: dict[st
     """The model's held-out rows per task, checked against the fingerprints in its metrics.json."""
     from monitor.classify.model import ModelConfig
     from pipelines.training.train import load_splits
+    from pipelines.training.train import validation_sets as train_validation_sets
 
     data, seed = data_arguments(metrics, overrides)
     splits, topics = load_splits(data, seed)
@@ -83,8 +84,7 @@ def validation_sets(model_dir: Path, metrics: dict[str, Any], overrides: dict[st
             "out (fingerprint in metrics.json): the data file changed since training, and its rows could include "
             "rows the model trained on; restore the original file or retrain"
         )
-    return [ValSet(sp.task, sp.validation["text"].tolist(), sp.validation["label"].tolist())
-            for sp in splits if len(sp.validation)]
+    return train_validation_sets(splits)
 
 
 def recalibrate(model_dir: Path, overrides: dict[str, Path | None], device: str = "auto") -> dict[str, Any]:
@@ -135,6 +135,8 @@ def summary_line(metrics: dict[str, Any]) -> str:
               help="Topic file the model was trained on (default: the path recorded in metrics.json).")
 @click.option("--topic-labels", type=click.Path(path_type=Path), default=None,
               help="Topic label file the model was trained with (default: the path recorded in metrics.json).")
+@click.option("--news-data", type=click.Path(path_type=Path), default=None,
+              help="Two-label news file the model was trained on (default: the path recorded in metrics.json).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (int8 runs on CPU).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 def command(model_dir: Path, device: str, threads: int | None, **paths: Path | None) -> None:

@@ -30,10 +30,19 @@ from typing import Any
 
 import click
 import numpy as np
+import pandas as pd
 
 from pipelines.options import dataclass_options, from_options
 from pipelines.training.args import DataArguments, ModelArguments, TrainingArguments
-from pipelines.training.data import Split, export_split, fingerprint, load_labelled, read_topic_labels, stratified_split
+from pipelines.training.data import (
+    Split,
+    export_split,
+    fingerprint,
+    load_labelled,
+    load_two_labelled,
+    read_topic_labels,
+    stratified_split,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +81,12 @@ def load_splits(data: DataArguments, seed: int) -> tuple[list[Split], list[str]]
             data.sentiment_data, data.sentiment_text_col, data.sentiment_label_col, SENTIMENT_LABELS, "sentiment"
         )
         splits.append(stratified_split(frame, data.validation_fraction, seed, "sentiment"))
+    if data.news_data is not None:
+        topics = topics or _topics_fallback(data)
+        cols = {"text": data.news_text_col, "sentiment": data.news_sentiment_col, "topic": data.news_topic_col}
+        news = load_two_labelled(data.news_data, cols, topics, data.news_split_col)
+        news.repeat = data.news_repeat
+        splits.append(news)
     if data.max_train_samples:
         for sp in splits:
             sp.train = sp.train.sample(min(len(sp.train), data.max_train_samples), random_state=seed)
@@ -133,21 +148,21 @@ def targets(column: Any, labels: list[str]) -> np.ndarray:
 def encode_training_rows(splits: list[Split], tokenizer: Any, config: Any) -> Any:
     """Tokenise all training rows; each row gets its own task's target, and for the other head a teacher's
     pseudo label where there is one, else IGNORE."""
-    from pipelines.training.pseudo import pseudo_column
     from pipelines.training.trainer import IGNORE, TrainSet
 
     ids: list[list[int]] = []
     topic_t, sent_t = [], []
     for sp in splits:
+        rows = pd.concat([sp.train] * sp.repeat, ignore_index=True) if sp.repeat > 1 else sp.train
         per_task = {}
         for task, labels in (("topic", config.topic_labels), ("sentiment", config.sentiment_labels)):
-            column = "label" if task == sp.task else pseudo_column(task)
-            present = column in sp.train.columns
-            per_task[task] = targets(sp.train[column], labels) if present else np.full(len(sp.train), IGNORE)
+            column = target_column(sp, task)
+            present = column in rows.columns
+            per_task[task] = targets(rows[column], labels) if present else np.full(len(rows), IGNORE)
         topic_t.append(per_task["topic"])
         sent_t.append(per_task["sentiment"])
         enc = tokenizer(
-            sp.train["text"].tolist(),
+            rows["text"].tolist(),
             truncation=True,
             max_length=config.max_length,
             return_attention_mask=False,
@@ -155,6 +170,33 @@ def encode_training_rows(splits: list[Split], tokenizer: Any, config: Any) -> An
         )
         ids.extend(enc["input_ids"])
     return TrainSet(ids, np.concatenate(topic_t), np.concatenate(sent_t))
+
+
+def target_column(sp: Split, task: str) -> str:
+    """Which column of `sp`'s training rows holds the target of head `task`: the file's own label, a second gold
+    label of a two-label file, or else a teacher's pseudo label."""
+    from pipelines.training.pseudo import pseudo_column
+
+    if task == sp.task:
+        return "label"
+    return f"label_{task}" if f"label_{task}" in sp.train.columns else pseudo_column(task)
+
+
+def validation_sets(splits: list[Split]) -> list[Any]:
+    """One ValSet per head and held-out file; a two-label file's are named `<file task>_<head>` (news_topic)."""
+    from pipelines.training.trainer import ValSet
+
+    out = []
+    for sp in splits:
+        if not len(sp.validation):
+            continue
+        if "label" in sp.validation.columns:
+            out.append(ValSet(sp.task, sp.validation["text"].tolist(), sp.validation["label"].tolist()))
+            continue
+        for head in ("sentiment", "topic"):
+            out.append(ValSet(head, sp.validation["text"].tolist(), sp.validation[f"label_{head}"].tolist(),
+                              name=f"{sp.task}_{head}"))
+    return out
 
 
 def make_trainer(model: Any, tokenizer: Any, config: Any, targs: TrainingArguments, train_set: Any) -> Any:
@@ -179,7 +221,6 @@ def make_trainer(model: Any, tokenizer: Any, config: Any, targs: TrainingArgumen
 def run(data: DataArguments, margs: ModelArguments, targs: TrainingArguments) -> dict[str, Any]:
     """Every step of a training run; returns the metrics written to metrics.json."""
     from pipelines.training.finalize import finalize
-    from pipelines.training.trainer import ValSet
 
     started = datetime.now(UTC)
     if targs.threads:
@@ -202,17 +243,13 @@ def run(data: DataArguments, margs: ModelArguments, targs: TrainingArguments) ->
 
         check_compatible(targs.average_with, config, splits, margs.lora_r)  # before training, not after
     train_set = encode_training_rows(splits, tokenizer, config)
-    val = [
-        ValSet(sp.task, sp.validation["text"].tolist(), sp.validation["label"].tolist())
-        for sp in splits
-        if len(sp.validation)
-    ]
+    val = validation_sets(splits)
     trainer = make_trainer(model, tokenizer, config, targs, train_set)
     log.info(
         "training on %d rows (%s), validating on %s",
         len(train_set.ids),
         {sp.task: len(sp.train) for sp in splits},
-        {v.task: len(v.texts) for v in val},
+        {v.key: len(v.texts) for v in val},
     )
     history = trainer.fit(train_set, val)
     soup = None

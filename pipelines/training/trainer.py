@@ -52,6 +52,11 @@ class ValSet:
     task: str
     texts: list[str]
     labels: list[str]
+    name: str = ""  # how results are reported, when one head has several held-out sets (news_sentiment)
+
+    @property
+    def key(self) -> str:
+        return self.name or self.task
 
 
 @dataclass
@@ -290,7 +295,7 @@ class Trainer:
             topic_p, sent_p = engine.predict_proba(vs.texts)
             names = self.config.topic_labels if vs.task == "topic" else self.config.sentiment_labels
             probs = topic_p if vs.task == "topic" else sent_p
-            results[vs.task] = compute_metrics(vs.labels, [names[i] for i in probs.argmax(1)], names)
+            results[vs.key] = compute_metrics(vs.labels, [names[i] for i in probs.argmax(1)], names)
         return results
 
     @staticmethod
