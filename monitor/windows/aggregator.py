@@ -38,7 +38,7 @@ from monitor.windows.derived import rederive
 from monitor.windows.engine import Baseline, explode_keys, item_values, items_frame, window_sums
 from monitor.windows.keys import KeyExtractor, company_dictionary
 from monitor.windows.spec import WindowSpec, parse_specs
-from monitor.windows.stories import settle_stories, story_text
+from monitor.windows.stories import add_story_sums, settle_stories, story_text
 
 _LOCK_KEY = 0x66696E6D6F6E  # "finmon": the advisory lock of the aggregate stage
 
@@ -97,10 +97,14 @@ class WindowAggregator:
                                     decided[d.scored.item.id]], values)
             rows = explode_keys(self._frame(accepted, values))  # one (key, item) row per key of each item
             fresh = None if rows["item_id"].isin(new_ids).all() else rows[rows["item_id"].isin(new_ids)]
+            touched = {spec.label: [self._add_item_sums(conn, spec, rows, fresh)] for spec in self.specs}
+            for label, windows in (self._story_sums_to_stream_time(conn) if marks else {}).items():
+                touched[label].append(windows)
+            # One re-derivation per spec after both kinds of sums: the batch's windows and the story pass's
+            # (each window published once, with its final values).
             for spec in self.specs:
-                result.windows.extend(self._apply_spec(conn, spec, rows, fresh))
-            if marks:
-                result.windows.extend(self._settle_to_stream_time(conn))
+                both = pd.concat(touched[spec.label], ignore_index=True).drop_duplicates()
+                result.windows.extend(rederive(conn, spec, self.baseline, both))
         return result
 
     def settle_stories(self, conn: Connection, until_us: int) -> list[WindowRow]:
@@ -109,11 +113,21 @@ class WindowAggregator:
 
     def _settle_to_stream_time(self, conn: Connection) -> list[WindowRow]:
         """Settle stories behind the complete time the marks just stored give (nothing, before it is known)."""
+        until = self._settle_until(conn)
+        return [] if until is None else self.settle_stories(conn, until)
+
+    def _story_sums_to_stream_time(self, conn: Connection) -> dict[str, pd.DataFrame]:
+        """The story pass without its re-derivation: spec label -> the windows whose story sums it changed."""
+        until = self._settle_until(conn)
+        return {} if until is None else add_story_sums(conn, self.stories, self.specs, until)
+
+    def _settle_until(self, conn: Connection) -> int | None:
+        """Where the story pass settles to: behind the processed time the stored marks give (None: unknown)."""
         processed, all_idle = processed_time(sstore.stream_clock_marks(conn, self.topic))
         if processed is None:
-            return []
+            return None
         # all sources idle: everything delivered is in, up to and including the newest event time
-        return self.settle_stories(conn, processed + 1 if all_idle else processed - self.settle_lag_us)
+        return processed + 1 if all_idle else processed - self.settle_lag_us
 
     @staticmethod
     def _decide(conn: Connection, deliveries: Sequence[Delivery]) -> dict[str, bool]:
@@ -149,13 +163,14 @@ class WindowAggregator:
     def _frame(self, accepted: list[Delivery], values: dict[str, dict[str, Any]]) -> pd.DataFrame:
         return items_frame([values[d.scored.item.id] for d in accepted], [self.keys.keys(d.scored) for d in accepted])
 
-    def _apply_spec(self, conn: Connection, spec: WindowSpec, rows: pd.DataFrame,
-                    fresh: pd.DataFrame | None) -> list[WindowRow]:
-        """Add the fresh items' sums (`fresh` None: every row is fresh), then re-derive touched windows and
-        their baseline successors."""
+    @staticmethod
+    def _add_item_sums(conn: Connection, spec: WindowSpec, rows: pd.DataFrame,
+                       fresh: pd.DataFrame | None) -> pd.DataFrame:
+        """Add the fresh items' sums (`fresh` None: every row is fresh); return every window of the batch's
+        rows (redeliveries too: they are republished)."""
         sums = window_sums(rows, spec)
         wstore.add_sums(conn, spec.label, spec.size_us, sums if fresh is None else window_sums(fresh, spec))
-        return rederive(conn, spec, self.baseline, sums[["key", "start_us"]])  # redeliveries too: republished
+        return sums[["key", "start_us"]]
 
 
 def _serialize(conn: Connection) -> None:

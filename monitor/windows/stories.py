@@ -41,15 +41,28 @@ from monitor.windows.derived import rederive
 from monitor.windows.engine import STORY_SUM_COLUMNS, Baseline, explode_keys, story_sums
 from monitor.windows.spec import WindowSpec
 
+NO_WINDOWS = pd.DataFrame({"key": pd.Series(dtype=object), "start_us": pd.Series(dtype="int64")})
 STORY_TEXT_CHARS = 4000  # of title + body: enough for MinHash to tell stories apart, bounded per row
 
 
 def settle_stories(conn: Connection, index: StoryIndex, specs: Sequence[WindowSpec], baseline: Baseline,
                    until_us: int, now: datetime | None = None) -> list[WindowRow]:
     """Settle every unsettled accepted item before `until_us`; return the window rows that changed."""
+    touched = add_story_sums(conn, index, specs, until_us, now)
+    out: list[WindowRow] = []
+    for spec in specs:
+        # the story z-scores of the windows after them move too (their baselines include these)
+        out.extend(rederive(conn, spec, baseline, touched.get(spec.label, NO_WINDOWS)))
+    return out
+
+
+def add_story_sums(conn: Connection, index: StoryIndex, specs: Sequence[WindowSpec], until_us: int,
+                   now: datetime | None = None) -> dict[str, pd.DataFrame]:
+    """Settle the items and add their story sums, without re-deriving: spec label -> the (key, start_us)
+    windows touched, for a caller that re-derives them once together with its own (the aggregator's batch)."""
     rows = wstore.unsettled_items(conn, until_us)
     if not rows:
-        return []
+        return {}
     inputs = [StoryInput(r.item_id, r.story_text or "", r.source or "", ensure_utc(r.event_time), _tickers(r.keys))
               for r in rows]
     assigned = index.assign_in(conn, inputs, now)
@@ -59,13 +72,12 @@ def settle_stories(conn: Connection, index: StoryIndex, specs: Sequence[WindowSp
                           "label": [r.label for r in rows], "score_u": [int(r.score_u) for r in rows],
                           "novelty": [a.novelty for a in assigned], "keys": [list(r.keys) for r in rows]})
     exploded = explode_keys(frame)
-    out: list[WindowRow] = []
+    touched = {}
     for spec in specs:
         sums = story_sums(exploded, spec)
         wstore.add_sums(conn, spec.label, spec.size_us, sums, STORY_SUM_COLUMNS)
-        # the story z-scores of the windows after them move too (their baselines include these)
-        out.extend(rederive(conn, spec, baseline, sums[["key", "start_us"]]))
-    return out
+        touched[spec.label] = sums[["key", "start_us"]]
+    return touched
 
 
 def story_text(title_and_body: str) -> str:
