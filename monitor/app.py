@@ -37,13 +37,13 @@ def build_classify(
     settings: Settings, *, stop_after_idle: float | None = None, clock: Clock | None = None
 ) -> StageRunner:
     from monitor.classify.engine import load_classifier
+    from monitor.classify.routing import ModelRouter
     from monitor.stages.classify import ClassifyProcessor
 
     clock = clock or SystemClock()
     cfg = settings.classify
-    classifier = load_classifier(
-        cfg.model, device=cfg.device, quantize=cfg.quantize, max_batch_tokens=cfg.max_batch_tokens
-    )
+    classifier = ModelRouter.load(cfg.model, cfg.models_by_lang, lambda name: load_classifier(
+        name, device=cfg.device, quantize=cfg.quantize, max_batch_tokens=cfg.max_batch_tokens))
     store = Store(settings.store_url)
     store.create_schema()
     return _runner(

@@ -91,6 +91,11 @@ class ClassifySettings(BaseModel):
 
     model_config = _FROZEN
     model: str | None = Field(None, description="Model dir or HF id; None = the shipped default model.")
+    models_by_lang: dict[str, str] = Field(
+        default_factory=dict,
+        description="Language (primary subtag as items carry it, e.g. zh) -> model (shipped name, dir or HF id) that"
+        " scores items in that language; every other language uses `model`. E.g. {\"zh\": \"finmon-multilingual\"}.",
+    )
     device: str = "auto"
     quantize: bool = Field(False, description="Dynamic int8 quantisation on CPU.")
     max_batch: int = Field(256, ge=1, description="Most items scored in one micro-batch.")

@@ -18,10 +18,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import metrics
 from monitor.classify.base import Classifier
+from monitor.classify.routing import ModelRouter
 from monitor.clock import Clock, from_micros, to_micros
 from monitor.config import Settings
 from monitor.core.lateness import SourceTracker, Verdict
-from monitor.core.scoring import build_scored
+from monitor.core.scoring import build_scored, with_language
 from monitor.entities import Linker
 from monitor.errors import RecordError
 from monitor.kafka.stage import OutMessage, dead_letter_message
@@ -38,8 +39,10 @@ class ClassifyProcessor:
 
     stage = "classify"
 
-    def __init__(self, settings: Settings, classifier: Classifier, clock: Clock, store: Store) -> None:
-        self.settings, self.classifier, self.clock, self.store = settings, classifier, clock, store
+    def __init__(self, settings: Settings, classifier: Classifier | ModelRouter, clock: Clock, store: Store) -> None:
+        self.settings, self.clock, self.store = settings, clock, store
+        # One model, or one per language (monitor/classify/routing.py): items are routed by their language.
+        self.router = classifier if isinstance(classifier, ModelRouter) else ModelRouter(classifier)
         self.topics = settings.kafka.topics
         self.linker = Linker.from_settings(settings)  # built once per process (cached): ~0.2 s
         warm_language_model()  # ~1.3 s once per process, at start rather than inside the first batch
@@ -108,13 +111,14 @@ class ClassifyProcessor:
                         str(exc).splitlines()[0][:200])
 
     def _score(self, good: list[tuple[Any, RawItem, Verdict]]) -> list[OutMessage]:
+        items = [with_language(item) for _, item, _ in good]  # the language picks the model
         started = time.perf_counter()
-        predictions = self.classifier.predict([item.text for _, item, _ in good])
+        routed = self.router.predict([item.text for item in items], [item.lang for item in items])
         metrics.MODEL_SECONDS.labels(self.stage).observe(time.perf_counter() - started)
         scored_at = self.clock.now()
         out = []
-        for (record, item, verdict), pred in zip(good, predictions, strict=True):
-            scored = build_scored(item, pred, self.classifier.version, scored_at, src_partition=record.partition,
+        for (record, _, verdict), item, r in zip(good, items, routed, strict=True):
+            scored = build_scored(item, r.prediction, r.version, scored_at, src_partition=record.partition,
                                   src_offset=record.offset, verdict=verdict, linker=self.linker)
             out.append(OutMessage(self.topics.scored, encode(scored), scored_key(scored)))
         return out

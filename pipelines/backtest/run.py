@@ -18,10 +18,13 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from monitor.alerts.rules import RuleSet, load_rules
+from monitor.classify.base import Prediction
+from monitor.classify.model import ModelConfig, resolve_model_dir
+from monitor.classify.routing import ModelRouter, mixed_labels
 from monitor.clock import INSTANT, to_micros
 from monitor.config import Settings
 from monitor.core.lateness import replay_verdicts
-from monitor.core.scoring import build_scored
+from monitor.core.scoring import build_scored, with_language
 from monitor.entities import Linker
 from monitor.records import RawItem, ScoredItem
 from monitor.sources.files import ColumnMap
@@ -116,21 +119,48 @@ def _track_record(cfg: BacktestConfig, settings: Settings, rules: RuleSet, parts
 def score_items(cfg: BacktestConfig, settings: Settings, items: list[RawItem], stats: ScoreStats
                 ) -> list[ScoredItem]:
     """ScoredItems as the classify stage would publish them, scored_at = event time (deterministic)."""
-    scorer = make_scorer(cfg.cache_dir.expanduser(), cfg.model, cfg.device, cfg.quantize,
-                         settings.classify.max_batch_tokens, cfg.progress)
-    try:
-        predictions = scorer.score([item.text for item in items], stats)
-    finally:
-        scorer.cache.close()
+    items = [with_language(item) for item in items]  # the language picks the model, as in live classify
+    predictions, versions = route_and_score(cfg, settings, items, stats)
     # lateness as live classify decides it for a replay of this feed (same keys, same partitions)
     grace_us = settings.windows.grace // INSTANT
     sources = replay_verdicts([item.id.encode("utf-8") for item in items],
                               [to_micros(item.published_at) for item in items], settings.kafka.partitions, grace_us,
                               [item.source for item in items])
     linker = Linker.from_settings(settings)  # the same tickers and relevance as live classify
-    return [build_scored(item, p, scorer.version, item.published_at, src_partition=part, src_offset=offset,
+    return [build_scored(item, p, version, item.published_at, src_partition=part, src_offset=offset,
                          verdict=verdict, linker=linker)
-            for item, p, (part, offset, verdict) in zip(items, predictions, sources, strict=True)]
+            for item, p, version, (part, offset, verdict) in zip(items, predictions, versions, sources, strict=True)]
+
+
+def route_and_score(cfg: BacktestConfig, settings: Settings, items: list[RawItem], stats: ScoreStats
+                    ) -> tuple[list[Prediction], list[str]]:
+    """Each item scored by its language's model (`classify.models_by_lang`, monitor/classify/routing.py), one
+    cached scorer per model; predictions and model versions in item order."""
+    by_lang = settings.classify.models_by_lang
+    groups: dict[str | None, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(ModelRouter.name_for(item.lang, cfg.model, by_lang), []).append(i)
+    check_routed_labels(cfg.model, {lang: name for lang, name in by_lang.items() if name in groups})
+    predictions: list[Prediction | None] = [None] * len(items)
+    versions = [""] * len(items)
+    for name, indices in groups.items():
+        scorer = make_scorer(cfg.cache_dir.expanduser(), name, cfg.device, cfg.quantize,
+                             settings.classify.max_batch_tokens, cfg.progress)
+        try:
+            for i, p in zip(indices, scorer.score([items[i].text for i in indices], stats), strict=True):
+                predictions[i], versions[i] = p, scorer.version
+        finally:
+            scorer.cache.close()
+    return [p for p in predictions if p is not None], versions
+
+
+def check_routed_labels(default: str | None, routed: dict[str, str]) -> None:
+    """Refuse a routed model whose topic labels are not the default's (read from the configs, nothing loaded)."""
+    base = ModelConfig.load(resolve_model_dir(default))
+    for lang, name in routed.items():
+        config = ModelConfig.load(resolve_model_dir(name))
+        if config.topic_labels != base.topic_labels:
+            raise mixed_labels(lang, config.name, config.topic_labels, base.name, base.topic_labels)
 
 
 def replay_alerts(scored: list[ScoredItem], settings: Settings, rules: RuleSet, cfg: BacktestConfig

@@ -95,7 +95,8 @@ class Scorer:
         unique = dict(zip(hashes, texts, strict=True))  # first text of each hash, in feed order
         known = self.cache.get(self.version, list(unique))
         missing = [h for h in unique if h not in known]
-        stats.hits, stats.misses = len(known), len(missing)
+        stats.hits += len(known)  # added up: a run routed by language scores one group per model
+        stats.misses += len(missing)
         if missing:
             known.update(self._run_model([unique[h] for h in missing], missing, stats))
         return [known[h] for h in hashes]
@@ -111,7 +112,7 @@ class Scorer:
                 self.cache.put(self.version, batch)  # saved per chunk: an interrupted run keeps its work
                 out.update(batch)
                 bar.update(len(preds))
-        stats.model_seconds = time.perf_counter() - start
+        stats.model_seconds += time.perf_counter() - start
         return out
 
 
