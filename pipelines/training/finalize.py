@@ -69,7 +69,8 @@ def finalize(
     model: Any, tokenizer: Any, config: Any, val: list[Any], out_dir: Path, ctx: dict[str, Any]
 ) -> dict[str, Any]:
     """Save, evaluate the saved model, write metrics.json and the model card; return the metrics."""
-    save_model(model, tokenizer, config, out_dir, delta_bits=ctx["model"].delta_bits)
+    save_model(model, tokenizer, config, out_dir, delta_bits=ctx["model"].delta_bits,
+               save_tokenizer=ctx["model"].save_tokenizer)
     # Before the evaluation: the temperatures and the int8 margin change the version and what is measured.
     calibration = calibrate_dir(out_dir, val, ctx["training"].device) if val else None
     engine, results = evaluate_saved(out_dir, val, ctx["training"].device)

@@ -125,7 +125,7 @@ def build_model(margs: ModelArguments, topics: list[str]) -> tuple[Any, Any, Any
     if margs.lora_r > 0:
         encoder = attach_lora(encoder, margs.lora_r, margs.lora_alpha, margs.lora_dropout)
     else:
-        encoder = freeze_embeddings(encoder)
+        encoder = freeze_embeddings(encoder, margs.freeze_layers)
     model = MultiTaskModel(encoder, hidden, len(topics), len(SENTIMENT_LABELS), dropout=margs.head_dropout)
     config = ModelConfig(
         name=margs.name,
