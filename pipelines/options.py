@@ -1,7 +1,8 @@
 """Click options generated from argument dataclasses (the `HfArgumentParser` idea, for click).
 
 Each dataclass field becomes one `--kebab-case` option; its `metadata["help"]` is the CLI doc, its default is
-the option default, `bool` fields become `--flag/--no-flag` switches and `Literal[...]` fields become choices.
+the option default, `bool` fields become `--flag/--no-flag` switches, `Literal[...]` fields become choices and
+`tuple[X, ...]` fields options that may be repeated.
 The same dataclasses are what the code receives, so the help text and the code cannot drift apart.
 """
 
@@ -43,6 +44,9 @@ def _option(field: dataclasses.Field[Any], tp: Any) -> Callable[[F], F]:
     required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
     default = None if required else field.default
     base, _ = _unwrap_optional(tp)
+    if typing.get_origin(base) is tuple:  # tuple[X, ...]: the option may be given several times
+        return click.option(f"--{name}", field.name, type=_click_type(typing.get_args(base)[0]), multiple=True,
+                            default=default, help=help_text)
     if base is bool:
         return click.option(f"--{name}/--no-{name}", field.name, default=default, show_default=True, help=help_text)
     return click.option(

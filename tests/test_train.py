@@ -224,26 +224,32 @@ def test_news_data_trains_both_heads_and_is_reported_as_its_own_domain(tmp_path:
     from pipelines.cli import cli
 
     news_rows().to_csv(tmp_path / "news.csv", index=False)
+    news_rows().assign(headline=lambda f: "Asia: " + f["headline"]).to_csv(tmp_path / "finmon_news_asia.csv",
+                                                                           index=False)
     sentiment_rows().to_csv(tmp_path / "sent.csv", index=False)
     (tmp_path / "topics.txt").write_text("\n".join(TOPICS) + "\n", encoding="utf-8")
     out = tmp_path / "model"
     args = ["--sentiment-data", str(tmp_path / "sent.csv"), "--sentiment-text-col", "headline",
             "--sentiment-label-col", "sentiment", "--topic-labels", str(tmp_path / "topics.txt"),
-            "--news-data", str(tmp_path / "news.csv"), "--news-text-col", "headline", "--news-sentiment-col", "tone",
+            "--news-data", str(tmp_path / "news.csv"), "--news-data", str(tmp_path / "finmon_news_asia.csv"),
+            "--news-text-col", "headline", "--news-sentiment-col", "tone",
             "--news-split-col", "part", "--news-repeat", "2", "--validation-fraction", "0.25", "--epochs", "1",
             "--batch-size", "8", "--threads", "2", "--lora-r", "4", "--lora-alpha", "8", "--output-dir", str(out)]
     result = CliRunner().invoke(command, args)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    news = metrics["data"]["news"]
-    assert (news["train_rows"], news["validation_rows"], news["repeat"]) == (15, 6, 2)  # the test rows left out
-    assert set(metrics["validation"]) == {"sentiment", "news_sentiment", "news_topic"}
-    assert metrics["validation"]["news_topic"]["n"] == metrics["validation"]["news_sentiment"]["n"] == 6
-    # 18 tweet rows + 15 news rows twice, batch 8: the news rows train both heads, each seen twice.
-    assert metrics["train_steps"] == 6
+    for domain in ("news", "news_asia"):  # one domain per file, named after it
+        news = metrics["data"][domain]
+        assert (news["train_rows"], news["validation_rows"], news["repeat"]) == (15, 6, 2)  # test rows left out
+    assert metrics["data"]["news_asia"]["file"].endswith("finmon_news_asia.csv")
+    assert set(metrics["validation"]) == {"sentiment", "news_sentiment", "news_topic", "news_asia_sentiment",
+                                          "news_asia_topic"}
+    assert metrics["validation"]["news_topic"]["n"] == metrics["validation"]["news_asia_sentiment"]["n"] == 6
+    # 18 tweet rows + 2 x 15 news rows twice, batch 8: the news rows train both heads, each seen twice.
+    assert metrics["train_steps"] == 10
     # The temperatures are fitted on every held-out row of a head: tweets and news together for sentiment.
     heads = metrics["calibration"]["heads"]
-    assert heads["sentiment"]["n"] == 6 + 6 and heads["topic"]["n"] == 6
+    assert heads["sentiment"]["n"] == 6 + 6 + 6 and heads["topic"]["n"] == 6 + 6
     for name in ("classification_report_news_sentiment.txt", "confusion_matrix_news_topic.png"):
         assert (out / name).stat().st_size > 0
     card = (out / "README.md").read_text()
@@ -252,7 +258,7 @@ def test_news_data_trains_both_heads_and_is_reported_as_its_own_domain(tmp_path:
     # `finmon calibrate` rebuilds the same news rows from what metrics.json recorded.
     recalibrated = CliRunner().invoke(cli, ["calibrate", str(out), "--device", "cpu", "--threads", "2"])
     assert recalibrated.exit_code == 0, recalibrated.output
-    assert json.loads((out / "metrics.json").read_text())["calibration"]["heads"]["sentiment"]["n"] == 12
+    assert json.loads((out / "metrics.json").read_text())["calibration"]["heads"]["sentiment"]["n"] == 18
 
     bad = news_rows().assign(tone="bullish")
     bad.to_csv(tmp_path / "bad.csv", index=False)

@@ -34,11 +34,12 @@ class DataArguments:
             "label or a .txt, one per line (default: sorted names found in the data)."
         },
     )
-    news_data: Path | None = field(
-        default=None,
+    news_data: tuple[Path, ...] = field(
+        default=(),
         metadata={"help": "CSV/JSONL/Parquet of news with both labels (sentiment and topic) and a fixed split column,"
-                  " e.g. data/news/finmon_news.csv: its train rows train both heads, its validation rows are a second"
-                  " held-out domain, reported apart and counted in model selection and calibration."},
+                  " e.g. data/news/finmon_news.csv; repeat for several (one domain each, named after the file:"
+                  " finmon_news_zh.csv -> news_zh). Train rows train both heads; validation rows are reported per"
+                  " domain and count in model selection and calibration."},
     )
     news_text_col: str = field(default="text", metadata={"help": "Text column of --news-data."})
     news_sentiment_col: str = field(default="sentiment", metadata={"help": "Sentiment column of --news-data."})
@@ -48,7 +49,7 @@ class DataArguments:
     news_repeat: int = field(
         default=1,
         metadata={"help": "Times each --news-data training row is seen per epoch (news is a few percent of the rows"
-                  " next to the tweet files)."},
+                  " next to the tweet files; the same for every file)."},
     )
     validation_fraction: float = field(
         default=0.1, metadata={"help": "Share of each file held out for validation, stratified by label."}
@@ -76,7 +77,7 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
-        if self.sentiment_data is None and self.topic_data is None and self.news_data is None:
+        if self.sentiment_data is None and self.topic_data is None and not self.news_data:
             raise click.UsageError("nothing to train on: pass --sentiment-data, --topic-data and/or --news-data")
         if self.news_repeat < 1:
             raise click.BadParameter(f"--news-repeat must be at least 1, got {self.news_repeat}")

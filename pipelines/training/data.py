@@ -29,6 +29,7 @@ class Split:
     train: pd.DataFrame
     validation: pd.DataFrame
     repeat: int = 1
+    file: Path | None = None  # a two-label file's path (the others are named by their --<task>-data option)
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -146,7 +147,8 @@ def label_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in ("label", "label_topic", "label_sentiment") if c in frame.columns]
 
 
-def load_two_labelled(path: Path, cols: dict[str, str], topics: Sequence[str], split_col: str) -> Split:
+def load_two_labelled(path: Path, cols: dict[str, str], topics: Sequence[str], split_col: str,
+                      name: str = "news") -> Split:
     """A file labelled for both heads with its own train/validation split column (the project's news set):
     `cols` maps text/sentiment/topic to column names. Rows of other splits (e.g. test) are left out."""
     from monitor.classify.base import SENTIMENT_LABELS
@@ -167,8 +169,8 @@ def load_two_labelled(path: Path, cols: dict[str, str], topics: Sequence[str], s
     if not (part == "train").any():
         raise click.BadParameter(f"{path}: no row has {split_col} = 'train' (values: {sorted(part.unique())[:10]});"
                                  " mark the rows to train on with train, held-out rows with validation")
-    return Split("news", out[part == "train"].reset_index(drop=True),
-                 out[part == "validation"].reset_index(drop=True))
+    return Split(name, out[part == "train"].reset_index(drop=True),
+                 out[part == "validation"].reset_index(drop=True), file=path)
 
 
 def other_validation_rows(model_dir: Path, splits: Sequence[Split]) -> list[str]:

@@ -84,7 +84,7 @@ def finalize(
         "arguments": _jsonable({k: asdict(ctx[k]) for k in ("data", "model", "training")}),
         "data": {
             sp.task: {
-                "file": str(getattr(ctx["data"], f"{sp.task}_data")),
+                "file": str(sp.file if sp.file is not None else getattr(ctx["data"], f"{sp.task}_data")),
                 "train_rows": len(sp.train),
                 "validation_rows": len(sp.validation),
                 "fingerprints": ctx["fingerprints"][sp.task],

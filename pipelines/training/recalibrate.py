@@ -27,7 +27,7 @@ from pipelines.training.data import other_validation_rows
 from pipelines.training.finalize import evaluate_saved, int8_agreement, write_metrics_and_card
 from pipelines.training.trainer import ValSet
 
-_PATHS = ("sentiment_data", "topic_data", "topic_labels", "news_data")
+_PATHS = ("sentiment_data", "topic_data", "topic_labels")
 
 
 def recorded_metrics(model_dir: Path) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def recorded_metrics(model_dir: Path) -> dict[str, Any]:
     return metrics
 
 
-def data_arguments(metrics: dict[str, Any], overrides: dict[str, Path | None]) -> tuple[DataArguments, int]:
+def data_arguments(metrics: dict[str, Any], overrides: dict[str, Any]) -> tuple[DataArguments, int]:
     """The recorded data arguments (paths replaced by `overrides` where given) and the split seed."""
     recorded = metrics["arguments"]["data"]
     known = {f.name for f in fields(DataArguments)}
@@ -61,11 +61,19 @@ def data_arguments(metrics: dict[str, Any], overrides: dict[str, Path | None]) -
                 f"{values[name]} (recorded in metrics.json as the {name.replace('_', ' ')}) does not exist from "
                 f"{Path.cwd()}; run from the directory `finmon train` ran in, or pass {flag} PATH"
             )
+    recorded_news = values.get("news_data") or ()
+    if isinstance(recorded_news, str):  # recorded by a run that took one news file
+        recorded_news = (recorded_news,)
+    values["news_data"] = tuple(Path(p) for p in (overrides.get("news_data") or recorded_news))
+    for path in values["news_data"]:
+        if not path.exists():
+            raise click.BadParameter(f"{path} (recorded in metrics.json as news data) does not exist from "
+                                     f"{Path.cwd()}; run from the directory `finmon train` ran in, or pass --news-data")
     seed = recorded.get("split_seed")
     return DataArguments(**values), int(metrics["arguments"]["training"]["seed"] if seed is None else seed)
 
 
-def validation_sets(model_dir: Path, metrics: dict[str, Any], overrides: dict[str, Path | None]) -> list[ValSet]:
+def validation_sets(model_dir: Path, metrics: dict[str, Any], overrides: dict[str, Any]) -> list[ValSet]:
     """The model's held-out rows per task, checked against the fingerprints in its metrics.json."""
     from monitor.classify.model import ModelConfig
     from pipelines.training.train import load_splits
@@ -87,7 +95,7 @@ def validation_sets(model_dir: Path, metrics: dict[str, Any], overrides: dict[st
     return train_validation_sets(splits)
 
 
-def recalibrate(model_dir: Path, overrides: dict[str, Path | None], device: str = "auto") -> dict[str, Any]:
+def recalibrate(model_dir: Path, overrides: dict[str, Any], device: str = "auto") -> dict[str, Any]:
     """Calibrate `model_dir` on its validation rows, re-measure it and rewrite its metrics.json and card."""
     metrics = recorded_metrics(model_dir)
     val = validation_sets(model_dir, metrics, overrides)
@@ -135,11 +143,11 @@ def summary_line(metrics: dict[str, Any]) -> str:
               help="Topic file the model was trained on (default: the path recorded in metrics.json).")
 @click.option("--topic-labels", type=click.Path(path_type=Path), default=None,
               help="Topic label file the model was trained with (default: the path recorded in metrics.json).")
-@click.option("--news-data", type=click.Path(path_type=Path), default=None,
-              help="Two-label news file the model was trained on (default: the path recorded in metrics.json).")
+@click.option("--news-data", type=click.Path(path_type=Path), multiple=True,
+              help="Two-label news file(s) the model was trained on (default: the paths recorded in metrics.json).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (int8 runs on CPU).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
-def command(model_dir: Path, device: str, threads: int | None, **paths: Path | None) -> None:
+def command(model_dir: Path, device: str, threads: int | None, **paths: Any) -> None:
     """Fit a temperature per head and the int8 re-score margin on MODEL_DIR's validation rows (no retraining);
     rewrite its finmon_config.json, metrics.json and model card."""
     from monitor.classify.model import ModelNotFoundError, resolve_model_dir

@@ -23,9 +23,11 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -81,16 +83,26 @@ def load_splits(data: DataArguments, seed: int) -> tuple[list[Split], list[str]]
             data.sentiment_data, data.sentiment_text_col, data.sentiment_label_col, SENTIMENT_LABELS, "sentiment"
         )
         splits.append(stratified_split(frame, data.validation_fraction, seed, "sentiment"))
-    if data.news_data is not None:
+    if data.news_data:
         topics = topics or _topics_fallback(data)
         cols = {"text": data.news_text_col, "sentiment": data.news_sentiment_col, "topic": data.news_topic_col}
-        news = load_two_labelled(data.news_data, cols, topics, data.news_split_col)
-        news.repeat = data.news_repeat
-        splits.append(news)
+        for path in data.news_data:
+            news = load_two_labelled(path, cols, topics, data.news_split_col, domain_name(path))
+            news.repeat = data.news_repeat
+            splits.append(news)
+        names = [sp.task for sp in splits]
+        if len(set(names)) < len(names):
+            raise click.BadParameter(f"two data files give the same domain name ({names}); rename one of the files")
     if data.max_train_samples:
         for sp in splits:
             sp.train = sp.train.sample(min(len(sp.train), data.max_train_samples), random_state=seed)
     return splits, topics or _topics_fallback(data)
+
+
+def domain_name(path: Path) -> str:
+    """How a two-label file's rows are named in metrics.json: its file name, lower case, without a `finmon_`
+    prefix (data/news/finmon_news_zh.csv -> news_zh)."""
+    return re.sub(r"\W+", "_", path.stem.lower()).removeprefix("finmon_").strip("_") or "news"
 
 
 def _labels_from(data: DataArguments) -> list[str]:
