@@ -206,7 +206,8 @@ def render_card(metrics: dict[str, Any]) -> str:
         "## Data",
         *_data_lines(metrics),
         f"- Validation rows are a seeded ({_split_seed(args)}), label-stratified "
-        f"{args['data']['validation_fraction']:.0%} of each file, never trained on; they were used to pick the "
+        f"{args['data']['validation_fraction']:.0%} of each file (of a --news-data file: its own validation "
+        "split), never trained on; they were used to pick the "
         "best epoch (early stopping), so the figures below are slightly optimistic.",
         "",
         "## Validation metrics (this artifact, loaded with `load_classifier`)",
