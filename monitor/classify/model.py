@@ -281,7 +281,10 @@ def load_encoder(base_ref: str, dtype: torch.dtype = torch.float32) -> nn.Module
     bar_was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar is noise in workers and CLI output
     try:
-        encoder = AutoModel.from_pretrained(source, dtype=dtype)
+        try:  # BERT-family encoders: no pooler at all (mean pooling never uses it; e5 ships none)
+            encoder = AutoModel.from_pretrained(source, dtype=dtype, add_pooling_layer=False)
+        except TypeError:  # architectures without that switch
+            encoder = AutoModel.from_pretrained(source, dtype=dtype)
     except OSError as exc:
         raise ModelNotFoundError(
             f"cannot load base model {base_ref!r} (resolved to {source!r}): {exc}. Use a local path, an "
