@@ -440,6 +440,43 @@ def test_weight_average_with_another_seed_on_the_same_rows(trained: tuple[Path, 
     assert "Weight average with" in (tmp_path / "soup" / "README.md").read_text()
 
 
+def test_soft_label_training_distils_a_teacher_and_writes_every_artifact(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    root, teacher, _ = trained
+    out = tmp_path / "student"
+    args = [*_train_args(root, out), "--soft-label-model", str(teacher), "--soft-label-weight", "0.7",
+            "--soft-label-temperature", "3"]
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 0, result.output
+    for name in ("finmon_config.json", "heads.safetensors", "metrics.json", "README.md",
+                 "classification_report_sentiment.txt", "confusion_matrix_topic.png", "reliability_sentiment.png"):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    soft = metrics["soft_labels"]
+    assert soft["teacher"] == load_classifier(str(teacher), device="cpu").version
+    assert (soft["weight"], soft["temperature"], soft["rows"]) == (0.7, 3.0, {"topic": 18, "sentiment": 18})
+    assert metrics["arguments"]["data"]["soft_label_model"] == str(teacher)
+    assert "Distillation: teacher" in (out / "README.md").read_text()
+    refused = CliRunner().invoke(command, [*_train_args(root, tmp_path / "m2"), "--soft-label-model", "finmon-minilm"])
+    assert refused.exit_code != 0 and "other labels than this run" in refused.output
+
+
+def test_distillation_loss_is_zero_at_the_teacher_and_pulls_towards_it() -> None:
+    from pipelines.training.distill import distill_loss, softened
+
+    teacher_logits = np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 3.0]], dtype=np.float32)
+    probs = torch.from_numpy(softened(teacher_logits, 2.0))
+    at_teacher = distill_loss(torch.from_numpy(teacher_logits), probs, 2.0)
+    assert float(at_teacher) == pytest.approx(0.0, abs=1e-6)
+    student = torch.zeros(2, 3, requires_grad=True)
+    loss = distill_loss(student, probs, 2.0)
+    loss.backward()
+    assert float(loss) > 0
+    step = student.detach() - 1.0 * student.grad  # one gradient step moves the student towards the teacher
+    assert float(distill_loss(step, probs, 2.0)) < float(loss)
+
+
 def test_teacher_with_other_topics_is_refused(tmp_path: Path) -> None:
     sentiment_rows().to_json(tmp_path / "sent.jsonl", orient="records", lines=True)
     topic_rows().to_parquet(tmp_path / "topic.parquet")

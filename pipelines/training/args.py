@@ -66,6 +66,16 @@ class DataArguments:
         metadata={"help": "Teacher probability a pseudo label needs (lower = more, noisier rows); the teacher's"
                   " uncalibrated softmax (T = 1), whatever temperature it ships with."},
     )
+    soft_label_model: str | None = field(
+        default=None,
+        metadata={"help": "Teacher (finmon model dir or name with the same labels, e.g. one fine-tuned from"
+                  " all-mpnet-base-v2) whose softened probabilities on every training row the student also learns, for"
+                  " both heads (knowledge distillation)."},
+    )
+    soft_label_weight: float = field(
+        default=0.5, metadata={"help": "Share of the loss that is the distillation term (the rest: gold labels)."})
+    soft_label_temperature: float = field(
+        default=2.0, metadata={"help": "Softening temperature of teacher and student in the distillation term."})
     split_seed: int | None = field(
         default=None,
         metadata={"help": "Seed of the validation split (default: --seed); fix it to vary --seed on the same rows."},
@@ -79,6 +89,9 @@ class DataArguments:
     def __post_init__(self) -> None:
         if self.sentiment_data is None and self.topic_data is None and not self.news_data:
             raise click.UsageError("nothing to train on: pass --sentiment-data, --topic-data and/or --news-data")
+        if not 0 < self.soft_label_weight <= 1 or self.soft_label_temperature <= 0:
+            raise click.BadParameter(f"--soft-label-weight must be in (0, 1] and --soft-label-temperature > 0, got "
+                                     f"{self.soft_label_weight} and {self.soft_label_temperature}")
         if self.news_repeat < 1:
             raise click.BadParameter(f"--news-repeat must be at least 1, got {self.news_repeat}")
         if not 0 <= self.validation_fraction < 1:

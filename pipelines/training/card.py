@@ -118,6 +118,15 @@ def reproduce_command(arguments: dict[str, dict[str, Any]]) -> str:
     return " \\\n    ".join(parts)
 
 
+def _soft_lines(metrics: dict[str, Any]) -> list[str]:
+    soft = metrics.get("soft_labels")
+    if not soft:
+        return []
+    rows = ", ".join(f"{task} {n}" for task, n in soft["rows"].items())
+    return [f"- Distillation: teacher `{soft['teacher']}`'s probabilities at T={soft['temperature']} on every "
+            f"training row ({rows}), both heads, {soft['weight']:.0%} of the loss (the rest: gold labels)."]
+
+
 def _pseudo_lines(metrics: dict[str, Any]) -> list[str]:
     counts = metrics.get("pseudo_labels")
     if not counts:
@@ -199,6 +208,7 @@ def render_card(metrics: dict[str, Any]) -> str:
         f"class weights: topic {t['topic_class_weights']}, sentiment {t['sentiment_class_weights']}; seed {t['seed']}.",
         *_regularisation_lines(t),
         *_pseudo_lines(metrics),
+        *_soft_lines(metrics),
         *_soup_lines(metrics),
         f"- Best evaluation at epoch {best.get('epoch', 'n/a')}; {metrics['train_steps']} steps in "
         f"{metrics['train_seconds'] / 60:.1f} min on {metrics['environment']['device']}.",

@@ -94,6 +94,7 @@ def finalize(
             for sp in ctx["splits"]
         },
         "pseudo_labels": ctx.get("pseudo_labels"),
+        "soft_labels": ctx.get("soft_labels"),
         "weight_average": ctx.get("weight_average"),
         "validation": results,
         "calibration": calibration,

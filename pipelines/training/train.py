@@ -157,15 +157,21 @@ def targets(column: Any, labels: list[str]) -> np.ndarray:
     return ids.fillna(IGNORE).to_numpy(dtype=np.int64)
 
 
-def encode_training_rows(splits: list[Split], tokenizer: Any, config: Any) -> Any:
+def encode_training_rows(splits: list[Split], tokenizer: Any, config: Any,
+                         soft: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Any:
     """Tokenise all training rows; each row gets its own task's target, and for the other head a teacher's
     pseudo label where there is one, else IGNORE."""
     from pipelines.training.trainer import IGNORE, TrainSet
 
     ids: list[list[int]] = []
     topic_t, sent_t = [], []
+    soft_t: list[np.ndarray] = []
+    soft_s: list[np.ndarray] = []
     for sp in splits:
         rows = pd.concat([sp.train] * sp.repeat, ignore_index=True) if sp.repeat > 1 else sp.train
+        if soft is not None:
+            soft_t.append(np.concatenate([soft[sp.task][0]] * sp.repeat))
+            soft_s.append(np.concatenate([soft[sp.task][1]] * sp.repeat))
         per_task = {}
         for task, labels in (("topic", config.topic_labels), ("sentiment", config.sentiment_labels)):
             column = target_column(sp, task)
@@ -181,7 +187,8 @@ def encode_training_rows(splits: list[Split], tokenizer: Any, config: Any) -> An
             return_token_type_ids=False,
         )
         ids.extend(enc["input_ids"])
-    return TrainSet(ids, np.concatenate(topic_t), np.concatenate(sent_t))
+    return TrainSet(ids, np.concatenate(topic_t), np.concatenate(sent_t),
+                    np.concatenate(soft_t) if soft_t else None, np.concatenate(soft_s) if soft_s else None)
 
 
 def target_column(sp: Split, task: str) -> str:
@@ -211,13 +218,15 @@ def validation_sets(splits: list[Split]) -> list[Any]:
     return out
 
 
-def make_trainer(model: Any, tokenizer: Any, config: Any, targs: TrainingArguments, train_set: Any) -> Any:
+def make_trainer(model: Any, tokenizer: Any, config: Any, targs: TrainingArguments, train_set: Any,
+                 data: DataArguments | None = None) -> Any:
     """The Trainer with its device, class weights and TensorBoard writer."""
     from monitor.classify.engine import select_device
     from pipelines.training.trainer import Schedule, Trainer, class_weights
 
     fields = Schedule.__dataclass_fields__
-    schedule = Schedule(**{k: v for k, v in asdict(targs).items() if k in fields})
+    values = {**asdict(targs), **(asdict(data) if data is not None else {})}
+    schedule = Schedule(**{k: v for k, v in values.items() if k in fields})
     weights = (
         class_weights(train_set.topic, len(config.topic_labels), targs.topic_class_weights),
         class_weights(train_set.sentiment, len(config.sentiment_labels), targs.sentiment_class_weights),
@@ -249,14 +258,21 @@ def run(data: DataArguments, margs: ModelArguments, targs: TrainingArguments) ->
 
         threshold = data.pseudo_label_threshold
         pseudo = add_pseudo_labels(splits, data.pseudo_label_model, threshold, topics, targs.device)
+    soft, distilled = None, None
+    if data.soft_label_model:
+        from pipelines.training.distill import teacher_probabilities
+
+        soft, distilled = teacher_probabilities(splits, data.soft_label_model, data.soft_label_temperature, topics,
+                                                targs.device)
+        distilled["weight"] = data.soft_label_weight
     model, tokenizer, config = build_model(margs, topics)
     if targs.average_with is not None:
         from pipelines.training.soup import check_compatible
 
         check_compatible(targs.average_with, config, splits, margs.lora_r)  # before training, not after
-    train_set = encode_training_rows(splits, tokenizer, config)
+    train_set = encode_training_rows(splits, tokenizer, config, soft)
     val = validation_sets(splits)
-    trainer = make_trainer(model, tokenizer, config, targs, train_set)
+    trainer = make_trainer(model, tokenizer, config, targs, train_set, data)
     log.info(
         "training on %d rows (%s), validating on %s",
         len(train_set.ids),
@@ -276,6 +292,7 @@ def run(data: DataArguments, margs: ModelArguments, targs: TrainingArguments) ->
         "splits": splits,
         "split_files": split_files,
         "pseudo_labels": pseudo,
+        "soft_labels": distilled,
         "weight_average": soup,
         "history": history,
         "started": started,

@@ -39,6 +39,8 @@ class TrainSet:
     ids: list[list[int]]
     topic: np.ndarray
     sentiment: np.ndarray
+    soft_topic: np.ndarray | None = None  # a teacher's softened probabilities per row (distill.py), or None
+    soft_sentiment: np.ndarray | None = None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -80,6 +82,8 @@ class Schedule:
     time_budget_minutes: float | None = None
     layer_lr_decay: float = 1.0
     ema_decay: float = 0.0
+    soft_label_weight: float = 0.5
+    soft_label_temperature: float = 2.0
 
 
 @dataclass
@@ -274,6 +278,9 @@ class Trainer:
         loss = loss + self.s.sentiment_loss_weight * masked_ce(
             sent_logits, s_target, self.sent_w, self.s.label_smoothing
         )
+        if data.soft_topic is not None and data.soft_sentiment is not None:
+            loss = (1 - self.s.soft_label_weight) * loss + self.s.soft_label_weight * self._distill(
+                data, index, topic_logits, sent_logits)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.trainable().values(), self.s.max_grad_norm)
@@ -285,6 +292,18 @@ class Trainer:
             self.writer.add_scalar("train/loss", loss.item(), self.history.steps)
             self.writer.add_scalar("train/lr", sched.get_last_lr()[0], self.history.steps)
         return float(loss.item())
+
+    def _distill(self, data: TrainSet, index: np.ndarray, topic_logits: torch.Tensor,
+                 sent_logits: torch.Tensor) -> torch.Tensor:
+        """The distillation term of both heads, weighted like their gold losses."""
+        from pipelines.training.distill import distill_loss
+
+        assert data.soft_topic is not None and data.soft_sentiment is not None  # noqa: S101  (checked by caller)
+        t = self.s.soft_label_temperature
+        soft_t = torch.from_numpy(data.soft_topic[index]).to(self.device)
+        soft_s = torch.from_numpy(data.soft_sentiment[index]).to(self.device)
+        return (self.s.topic_loss_weight * distill_loss(topic_logits, soft_t, t)
+                + self.s.sentiment_loss_weight * distill_loss(sent_logits, soft_s, t))
 
     def evaluate(self, val: Sequence[ValSet]) -> dict[str, dict[str, Any]]:
         """Metrics of each head on its held-out split, using the inference engine on the current weights."""
