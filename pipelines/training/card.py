@@ -236,10 +236,21 @@ def render_card(metrics: dict[str, Any]) -> str:
         reproduce_command(args),
         "```",
         "",
+        *_extra_notes(metrics),
         "## Limitations",
-        "- English finance tweets/headlines only; other languages and long articles are out of domain "
+        metrics.get("card_notes", {}).get("limitations")
+        or "- English finance tweets/headlines only; other languages and long articles are out of domain "
         "(long texts are truncated).",
         "- Labels reflect the annotators of the source datasets; topic classes with few examples are less reliable.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _extra_notes(metrics: dict[str, Any]) -> list[str]:
+    """Hand-written card_notes sections other than `reproduce` and `limitations`, each under its own heading."""
+    out: list[str] = []
+    for section, text in metrics.get("card_notes", {}).items():
+        if section not in ("reproduce", "limitations") and text:
+            out += [f"## {section.replace('_', ' ').capitalize()}", *text.splitlines(), ""]
+    return out
