@@ -13,13 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from monitor.classify.base import Classifier, Prediction
 from monitor.errors import FinmonError
 
+T = TypeVar("T")
+
 
 class RoutingError(FinmonError):
     """The language -> model map cannot be used as configured."""
+
+
+def by_language(mapping: Mapping[str, T]) -> dict[str, T]:
+    """The language map with lower-case keys, as items' languages are looked up in it (`(lang or "").lower()`)."""
+    return {lang.lower(): value for lang, value in mapping.items()}
 
 
 def mixed_labels(lang: str, version: str, labels: Sequence[str], default_version: str,
@@ -44,7 +52,7 @@ class ModelRouter:
 
     def __init__(self, default: Classifier, by_lang: Mapping[str, Classifier] | None = None) -> None:
         self.default = default
-        self.by_lang = {lang.lower(): model for lang, model in (by_lang or {}).items()}
+        self.by_lang = by_language(by_lang or {})
         for lang, model in self.by_lang.items():
             if tuple(model.topic_labels) != tuple(default.topic_labels):
                 raise mixed_labels(lang, model.version, model.topic_labels, default.version, default.topic_labels)
@@ -60,11 +68,6 @@ class ModelRouter:
         return cls(loaded[default], {lang: loaded[name] for lang, name in by_lang.items()})
 
     @property
-    def version(self) -> str:
-        """The default model's version (what most items are scored with)."""
-        return self.default.version
-
-    @property
     def models(self) -> list[Classifier]:
         """Every distinct model, the default first."""
         out = [self.default]
@@ -75,12 +78,6 @@ class ModelRouter:
 
     def model_for(self, lang: str | None) -> Classifier:
         return self.by_lang.get((lang or "").lower(), self.default)
-
-    @staticmethod
-    def name_for(lang: str | None, default: str | None, by_lang: Mapping[str, str]) -> str | None:
-        """The configured model name for `lang` (what `load` would pick), without loading anything."""
-        lowered = {key.lower(): name for key, name in by_lang.items()}
-        return lowered.get((lang or "").lower(), default)
 
     def predict(self, texts: Sequence[str], langs: Sequence[str | None]) -> list[Routed]:
         """Score `texts` (with their languages) in input order, one call per model that has items."""

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 from monitor.alerts.rules import RuleSet, load_rules
 from monitor.classify.base import Prediction
 from monitor.classify.model import ModelConfig, resolve_model_dir
-from monitor.classify.routing import ModelRouter, mixed_labels
+from monitor.classify.routing import by_language, mixed_labels
 from monitor.clock import INSTANT, to_micros
 from monitor.config import Settings
 from monitor.core.lateness import replay_verdicts
@@ -137,9 +137,10 @@ def route_and_score(cfg: BacktestConfig, settings: Settings, items: list[RawItem
     """Each item scored by its language's model (`classify.models_by_lang`, monitor/classify/routing.py), one
     cached scorer per model; predictions and model versions in item order."""
     by_lang = settings.classify.models_by_lang
+    routes = by_language(by_lang)  # what ModelRouter.model_for looks up, by name: nothing loaded yet
     groups: dict[str | None, list[int]] = {}
     for i, item in enumerate(items):
-        groups.setdefault(ModelRouter.name_for(item.lang, cfg.model, by_lang), []).append(i)
+        groups.setdefault(routes.get((item.lang or "").lower(), cfg.model), []).append(i)
     check_routed_labels(cfg.model, {lang: name for lang, name in by_lang.items() if name in groups})
     predictions: list[Prediction | None] = [None] * len(items)
     versions = [""] * len(items)
