@@ -36,6 +36,7 @@ class TopicNames(BaseModel):
     raw: str = "news.raw"
     scored: str = "news.scored"
     windows: str = "sentiment.windows"
+    stories: str = "news.stories"  # each accepted item's story once it is settled (monitor/records.SettledStory)
     alerts: str = "alerts"
     deadletter: str = "news.deadletter"
 
@@ -200,6 +201,8 @@ class StorySettings(BaseModel):
                                "(behind the newest item) are deleted; keep it >= window_hours + the lateness "
                                "you expect.")
     prune_every_hours: float = Field(1.0, gt=0, description="Prune once per this much event-time progress.")
+    publish: bool = Field(True, description="Publish each settled item's story (item id, story id, novelty) to "
+                          "the stories topic (news.stories), to join to its news.scored record by id.")
     settle_lag: timedelta | None = Field(
         None, description="How far behind the stream's processed time the aggregate stage settles stories. None: "
         "the grace when alerts run on stream time (exact: the same stories at any replay speed, whatever the "

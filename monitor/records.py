@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from monitor.errors import RecordError
 
 SCHEMA_VERSION = 1
 MARK_KIND = "source_mark"
+STORY_KIND = "story"
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z]{1,6}(?:[.-][A-Za-z]{1,2})?)(?![\w])")
 
 
@@ -70,6 +71,11 @@ class ScoredItem:
     # those at or above `entities.min_relevance`, most relevant first. None: scored before linking existed
     # (its tickers are the feed's and cashtags; window keys then also read company names, monitor/windows/keys.py).
     links: dict[str, int] | None = None
+    # Its story (monitor/stories), settled at the watermark by the aggregate stage, after classify published the
+    # record: None on `news.scored`; filled where the story is known (a `SettledStory` on `news.stories`
+    # joined by item id, `with_story`, the store).
+    story_id: str | None = None
+    novelty: int | None = None
 
     @property
     def sentiment_score(self) -> float:
@@ -91,8 +97,36 @@ class ScoredItem:
             late=self.late,
             source_time=_iso(self.source_time) if self.source_time else None,
             links=self.links,
+            story_id=self.story_id,
+            novelty=self.novelty,
         )
         return out
+
+    def with_story(self, settled: SettledStory) -> ScoredItem:
+        """This record with the story the story pass settled for it."""
+        if settled.id != self.item.id:
+            raise ValueError(f"story of item {settled.id!r} given to item {self.item.id!r}")
+        return replace(self, story_id=settled.story_id, novelty=settled.novelty)
+
+
+@dataclass(frozen=True, slots=True)
+class SettledStory:
+    """An item's story as the story pass settled it (monitor/windows/stories.py), published by the aggregate
+    stage to `news.stories` keyed by story id, so one story's items stay in order on one partition. Join it
+    to the `news.scored` record by `id` (`ScoredItem.with_story`). Late items are never settled: no message."""
+
+    id: str  # the item id
+    story_id: str
+    novelty: int  # 0..100: 100 starts a story, later copies within 24 h decay
+    published_at: datetime  # the item's event time
+    source: str
+    tickers: tuple[str, ...]  # the ticker keys the story match compared (window keys `ticker:<SYMBOL>`)
+    settled_at: datetime  # the aggregate stage's clock when it settled
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"v": SCHEMA_VERSION, "kind": STORY_KIND, "id": self.id, "story_id": self.story_id,
+                "novelty": self.novelty, "published_at": _iso(self.published_at), "source": self.source,
+                "tickers": list(self.tickers), "settled_at": _iso(self.settled_at)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +255,7 @@ class DeadLetter:
         }
 
 
-def encode(record: RawItem | ScoredItem | SourceMark | WindowRow | DeadLetter) -> bytes:
+def encode(record: RawItem | ScoredItem | SourceMark | SettledStory | WindowRow | DeadLetter) -> bytes:
     """Compact UTF-8 JSON of a record's wire form."""
     return json.dumps(record.to_wire(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -417,9 +451,32 @@ def _scored_from_wire(data: dict[str, Any]) -> ScoredItem:
             late=bool(data.get("late", False)),  # records written before source lateness: not late
             source_time=parse_time(data["source_time"], "source_time") if data.get("source_time") else None,
             links=_links(data.get("links")),
+            story_id=str(data["story_id"]) if data.get("story_id") else None,  # '' or absent: not settled
+            novelty=_novelty(data["novelty"]) if data.get("novelty") is not None else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RecordError("invalid_field", f"scored record is incomplete: {exc!r}") from exc
+
+
+def decode_settled_story(payload: bytes) -> SettledStory:
+    """Bytes from `news.stories` back to a `SettledStory`."""
+    data = _load_object(payload)
+    if data.get("kind") != STORY_KIND:
+        raise RecordError("not_a_story", f"kind {data.get('kind')!r}, expected {STORY_KIND!r}")
+    try:
+        return SettledStory(id=str(data["id"]), story_id=str(data["story_id"]), novelty=_novelty(data["novelty"]),
+                            published_at=parse_time(data["published_at"], "published_at"),
+                            source=str(data.get("source") or ""), tickers=tuple(map(str, data.get("tickers") or ())),
+                            settled_at=parse_time(data["settled_at"], "settled_at"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError("invalid_field", f"story record is incomplete: {exc!r}") from exc
+
+
+def _novelty(value: Any) -> int:
+    novelty = int(value)
+    if not 0 <= novelty <= 100:
+        raise ValueError(f"novelty must be 0..100, not {novelty}")
+    return novelty
 
 
 def _links(value: Any) -> dict[str, int] | None:

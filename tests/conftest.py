@@ -66,7 +66,7 @@ def sqlite_url(tmp_path: Path) -> str:
 def make_settings(bootstrap: str, store_url: str, partitions: int = 4, **extra: object) -> Settings:
     """Settings with topics and groups unique to one test."""
     tag = uuid.uuid4().hex[:8]
-    topics = {name: f"t{tag}.{name}" for name in ("raw", "scored", "windows", "alerts", "deadletter")}
+    topics = {name: f"t{tag}.{name}" for name in ("raw", "scored", "windows", "stories", "alerts", "deadletter")}
     kafka = {"topics": topics, "partitions": partitions, "group_prefix": f"g{tag}", "connect_retry_s": 30}
     return load_settings(None, bootstrap=bootstrap, store_url=store_url, kafka=kafka, **extra)
 

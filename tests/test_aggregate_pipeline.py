@@ -4,6 +4,7 @@
   on a feed with out-of-order records, redundant duplicates and records later than the grace.
 - A burst of negative headlines about one ticker fires the default rules for that ticker only, resolves
   after the burst, and does not re-notify inside the repeat interval (webhook received over HTTP).
+- Both runs publish every accepted item's settled story to `news.stories`, as their stores hold it.
 - The alerting worker publishes transitions to the `alerts` topic; a feed goes raw -> classify -> aggregate.
 """
 
@@ -30,7 +31,7 @@ from monitor.config import Settings
 from monitor.core.lateness import decide_all
 from monitor.kafka.broker import EmbeddedBroker
 from monitor.kafka.client import ensure_topics
-from monitor.records import ScoredItem, SourceMark, decode_deadletter, encode
+from monitor.records import ScoredItem, SourceMark, decode_deadletter, decode_settled_story, encode
 from monitor.stages.classify import scored_key
 from monitor.store import Store
 from monitor.store import alerts as astore
@@ -142,6 +143,14 @@ def test_sigkill_and_restart_equal_an_uninterrupted_run_and_alerts_fire_for_the_
         latest[(row["key"], row["size"], row["window_start"])] = row["count"]
     windows = stored_windows(steady.store_url)
     assert len(latest) == len(windows)
+    # every accepted item's story reached news.stories (at least once), as both stores settled it: the
+    # runs share the topic, and a copy sent again after the SIGKILL is identical
+    with Store(crashed.store_url).engine.connect() as a, Store(steady.store_url).engine.connect() as b:
+        settled = [{r.item_id: (r.story_id, r.novelty) for r in c.execute(aggregate_items.select()) if r.story_id}
+                   for c in (a, b)]
+    assert settled[0] == settled[1] and len(settled[0]) == len({s.item.id for s in feed}) - 40
+    sent = [decode_settled_story(v) for v in topic_messages(crashed, crashed.kafka.topics.stories)]
+    assert {(s.id, s.story_id, s.novelty) for s in sent} == {(i, *v) for i, v in settled[0].items()}
 
     # the default rules over the windows the workers computed: HOT fires, quiet tickers stay quiet
     monkeypatch.setenv("T_HOOK_URL", f"http://127.0.0.1:{webhook.server_port}/hook")

@@ -310,7 +310,7 @@ def test_wall_clock_alerting_settles_stories_at_processed_time(sqlite_url: str, 
 # --- migration -----------------------------------------------------------------------------------------
 
 
-OLD_COLUMNS = {"aggregate_items": ("story_text", "source", "story_id", "novelty"),
+OLD_COLUMNS = {"aggregate_items": ("story_text", "source", "story_id", "novelty", "story_sent"),
                "windows": ("n_stories", "n_negative_stories", "sum_novelty", "sum_nov_score_u", "story_sentiment",
                            "story_negative_share")}
 

@@ -62,6 +62,10 @@ class Housekeeper(Protocol):
 
     def housekeeping_sent(self, out: list[OutMessage]) -> None: ...
 
+    def sent(self, out: list[OutMessage]) -> None:
+        """The broker acknowledged every message `process` returned for the batch (called before its input
+        offsets are committed; a crash in between redelivers the batch)."""
+
 
 @dataclass
 class StageStats:
@@ -278,6 +282,8 @@ class StageRunner:
             return  # stopped while waiting out a transient failure: nothing committed, redelivered later
         if not self._produce(producer, out):
             return
+        if hasattr(self.processor, "sent"):  # the broker acknowledged every message of the batch
+            self.processor.sent(out)
         self._commit(consumer, batch)
         self._last_batch_s = time.perf_counter() - started
         self._count(batch, out, self._last_batch_s)

@@ -96,7 +96,8 @@ class Store:
                 heartbeats.add_missing_columns(self.engine)
                 add_missing_column(self.engine, scored_items, "links")
                 add_missing_column(self.engine, source_marks, "feeds")
-                for name in ("story_text", "source", "story_id", "novelty"):  # the story pass (stories.py)
+                # the story pass (monitor/windows/stories.py) and its news.stories messages
+                for name in ("story_text", "source", "story_id", "novelty", "story_sent"):
                     add_missing_column(self.engine, aggregate_items, name)
                 unsettled_index.create(self.engine, checkfirst=True)
                 with self.engine.begin() as conn:

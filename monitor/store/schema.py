@@ -92,6 +92,9 @@ aggregate_items = Table(
     Column("source", String(512)),
     Column("story_id", String(32)),
     Column("novelty", Integer),
+    # Its story's message on news.stories (monitor/stages/aggregate.py): false until the broker acknowledged
+    # it, then true; null: not to be published (publishing off, a late item, or stored before the topic).
+    Column("story_sent", Boolean),
     Index("ix_aggregate_items_event_time", "event_time"),
 )
 # The story pass's work list (items not settled yet), small: settled rows leave it. Created on older stores by

@@ -128,6 +128,23 @@ def settle_items(conn: Connection, decided: Sequence[tuple[str, str, int]]) -> N
     conn.execute(stmt, [{"b_id": i, "b_story": s, "b_novelty": n} for i, s, n in sorted(decided)])
 
 
+def unsent_stories(conn: Connection, limit: int) -> list[Any]:
+    """Settled items whose news.stories message was never acknowledged (a worker stopped between settling
+    and the broker's ack), oldest first: item id, story id, novelty, event time, source, keys."""
+    a = aggregate_items.c
+    return list(conn.execute(select(a.item_id, a.story_id, a.novelty, a.event_time, a.source, a["keys"])
+                             .where(a.story_sent.is_(False), a.novelty.is_not(None))
+                             .order_by(a.event_time, a.item_id).limit(limit)).all())
+
+
+def mark_stories_sent(conn: Connection, item_ids: Sequence[str]) -> None:
+    """The broker acknowledged these items' news.stories messages."""
+    ids = sorted(set(item_ids))
+    for i in range(0, len(ids), _CHUNK):
+        conn.execute(update(aggregate_items).where(aggregate_items.c.item_id.in_(ids[i:i + _CHUNK]))
+                     .values(story_sent=True))
+
+
 def load_range(conn: Connection, size: str, keys: Sequence[str], lo_us: int, hi_us: int) -> pd.DataFrame:
     """Stored windows of `keys` with lo <= start <= hi (key, start_us, sums, derived, z)."""
     cols = [windows.c.key, windows.c.window_start, *(windows.c[c] for c in SUM_COLUMNS + DERIVED_COLUMNS + Z_COLUMNS)]

@@ -22,23 +22,26 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, text
 
+from monitor.clock import ensure_utc
 from monitor.config import StorySettings, WindowSettings
 from monitor.core.streamtime import processed_time
-from monitor.records import ScoredItem, SourceMark, WindowRow
+from monitor.records import ScoredItem, SettledStory, SourceMark, WindowRow
 from monitor.store import Store
 from monitor.store import sources as sstore
 from monitor.store import windows as wstore
 from monitor.stories.index import StoryIndex
+from monitor.windows import stories as story_pass
 from monitor.windows.derived import rederive
 from monitor.windows.engine import Baseline, explode_keys, item_values, items_frame, window_sums
 from monitor.windows.keys import KeyExtractor, company_dictionary
 from monitor.windows.spec import WindowSpec, parse_specs
-from monitor.windows.stories import add_story_sums, settle_stories, story_text
+from monitor.windows.stories import NO_WINDOWS, StoryPass, add_story_sums, story_text
 
 _LOCK_KEY = 0x66696E6D6F6E  # "finmon": the advisory lock of the aggregate stage
 
@@ -54,20 +57,23 @@ class Delivery:
 
 @dataclass
 class BatchResult:
-    """What a batch changed: window rows to publish and the deliveries that were late."""
+    """What a batch changed: window rows to publish, the deliveries that were late and the stories settled."""
 
     windows: list[WindowRow] = field(default_factory=list)
     late: list[Delivery] = field(default_factory=list)
     new_items: int = 0
+    stories: list[SettledStory] = field(default_factory=list)
 
 
 class WindowAggregator:
     """Maintains the `windows` table from batches of scored items (see the module docstring)."""
 
     def __init__(self, store: Store, cfg: WindowSettings, topic: str,
-                 stories: StorySettings | None = None, settle_lag_us: int | None = None) -> None:
-        """`settle_lag_us`: how far behind the processed time stories are settled (default: the grace)."""
-        self.store, self.topic = store, topic
+                 stories: StorySettings | None = None, settle_lag_us: int | None = None,
+                 publish_stories: bool = False) -> None:
+        """`settle_lag_us`: how far behind the processed time stories are settled (default: the grace);
+        `publish_stories`: the caller publishes settled stories (their items are stored as not sent yet)."""
+        self.store, self.topic, self.publish_stories = store, topic, publish_stories
         self.stories = StoryIndex(store, stories or StorySettings())
         self.specs: list[WindowSpec] = parse_specs(cfg.sizes)
         self.baseline = Baseline.from_settings(cfg)
@@ -75,15 +81,20 @@ class WindowAggregator:
         self.settle_lag_us = self.grace_us if settle_lag_us is None else settle_lag_us
         self.keys = KeyExtractor(company_dictionary(cfg))
 
-    def apply(self, deliveries: Sequence[Delivery], marks: Sequence[tuple[int, SourceMark]] = ()) -> BatchResult:
-        """Apply a batch's items, then the source marks that followed them on their partitions."""
+    def apply(self, deliveries: Sequence[Delivery], marks: Sequence[tuple[int, SourceMark]] = (),
+              now: datetime | None = None) -> BatchResult:
+        """Apply a batch's items, then the source marks that followed them on their partitions (`now`: the
+        caller's clock, stamped on the stories settled)."""
         if not deliveries:
             result = BatchResult()
             if marks:
                 with self.store.engine.begin() as conn:
                     _serialize(conn)
                     sstore.apply_marks(conn, self.topic, marks)
-                    result.windows.extend(self._settle_to_stream_time(conn))
+                    done = self._story_sums_to_stream_time(conn, now)
+                    result.stories = done.settled
+                    for spec in self.specs:
+                        result.windows.extend(rederive(conn, spec, self.baseline, _windows(done.touched, spec)))
             return result
         values = {d.scored.item.id: item_values(d.scored) for d in _first(deliveries)}  # first copy of an id wins
         with self.store.engine.begin() as conn:
@@ -97,29 +108,30 @@ class WindowAggregator:
                                     decided[d.scored.item.id]], values)
             rows = explode_keys(self._frame(accepted, values))  # one (key, item) row per key of each item
             fresh = None if rows["item_id"].isin(new_ids).all() else rows[rows["item_id"].isin(new_ids)]
-            touched = {spec.label: [self._add_item_sums(conn, spec, rows, fresh)] for spec in self.specs}
-            for label, windows in (self._story_sums_to_stream_time(conn) if marks else {}).items():
-                touched[label].append(windows)
+            batch = {spec.label: self._add_item_sums(conn, spec, rows, fresh) for spec in self.specs}
+            done = self._story_sums_to_stream_time(conn, now) if marks else StoryPass()
+            result.stories = done.settled
             # One re-derivation per spec after both kinds of sums: the batch's windows and the story pass's
             # (each window published once, with its final values).
             for spec in self.specs:
-                both = pd.concat(touched[spec.label], ignore_index=True).drop_duplicates()
-                result.windows.extend(rederive(conn, spec, self.baseline, both))
+                both = pd.concat([batch[spec.label], _windows(done.touched, spec)], ignore_index=True)
+                result.windows.extend(rederive(conn, spec, self.baseline, both.drop_duplicates()))
         return result
 
     def settle_stories(self, conn: Connection, until_us: int) -> list[WindowRow]:
         """The story pass up to `until_us`, in the caller's transaction (monitor/windows/stories.py)."""
-        return settle_stories(conn, self.stories, self.specs, self.baseline, until_us)
+        return story_pass.settle_stories(conn, self.stories, self.specs, self.baseline, until_us)
 
-    def _settle_to_stream_time(self, conn: Connection) -> list[WindowRow]:
-        """Settle stories behind the complete time the marks just stored give (nothing, before it is known)."""
-        until = self._settle_until(conn)
-        return [] if until is None else self.settle_stories(conn, until)
+    def unsent_stories(self, conn: Connection, now: datetime, limit: int) -> list[SettledStory]:
+        """Settled stories whose message was never acknowledged, oldest first (stamped settled at `now`)."""
+        return [SettledStory(r.item_id, r.story_id, int(r.novelty), ensure_utc(r.event_time), r.source or "",
+                             story_pass.ticker_symbols(r.keys), now) for r in wstore.unsent_stories(conn, limit)]
 
-    def _story_sums_to_stream_time(self, conn: Connection) -> dict[str, pd.DataFrame]:
-        """The story pass without its re-derivation: spec label -> the windows whose story sums it changed."""
+    def _story_sums_to_stream_time(self, conn: Connection, now: datetime | None) -> StoryPass:
+        """The story pass behind the complete time the stored marks give, without its re-derivation (nothing
+        before that time is known)."""
         until = self._settle_until(conn)
-        return {} if until is None else add_story_sums(conn, self.stories, self.specs, until)
+        return StoryPass() if until is None else add_story_sums(conn, self.stories, self.specs, until, now)
 
     def _settle_until(self, conn: Connection) -> int | None:
         """Where the story pass settles to: behind the processed time the stored marks give (None: unknown)."""
@@ -147,6 +159,7 @@ class WindowAggregator:
                          "story_text": story_text(d.scored.item.text), "source": d.scored.item.source,
                          # a late item is in no window: never settled ('' keeps it out of the pass's index)
                          "story_id": "" if decided[d.scored.item.id] else None,
+                         "story_sent": None if decided[d.scored.item.id] or not self.publish_stories else False,
                          "keys": list(self.keys.keys(d.scored)), "src_partition": d.partition,
                          "src_offset": d.offset})
         return wstore.insert_items(conn, rows)
@@ -179,6 +192,11 @@ def _serialize(conn: Connection) -> None:
     the batch is retried); PostgreSQL's READ COMMITTED needs this transaction-scoped advisory lock."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+
+
+def _windows(touched: dict[str, pd.DataFrame], spec: WindowSpec) -> pd.DataFrame:
+    """The windows of `spec` a story pass touched (none: an empty frame)."""
+    return touched.get(spec.label, NO_WINDOWS)
 
 
 def _first(deliveries: Sequence[Delivery]) -> list[Delivery]:

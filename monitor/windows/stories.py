@@ -25,14 +25,15 @@ Late items and items stored before the story columns existed are never settled (
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection
 
 from monitor.clock import ensure_utc
-from monitor.records import WindowRow
+from monitor.records import SettledStory, WindowRow
 from monitor.store import windows as wstore
 from monitor.stories import StoryInput
 from monitor.stories.index import StoryIndex
@@ -45,10 +46,19 @@ NO_WINDOWS = pd.DataFrame({"key": pd.Series(dtype=object), "start_us": pd.Series
 STORY_TEXT_CHARS = 4000  # of title + body: enough for MinHash to tell stories apart, bounded per row
 
 
+@dataclass
+class StoryPass:
+    """What one story pass did: spec label -> the (key, start_us) windows whose story sums it changed, and
+    the items it settled, in the order it settled them."""
+
+    touched: dict[str, pd.DataFrame] = field(default_factory=dict)
+    settled: list[SettledStory] = field(default_factory=list)
+
+
 def settle_stories(conn: Connection, index: StoryIndex, specs: Sequence[WindowSpec], baseline: Baseline,
                    until_us: int, now: datetime | None = None) -> list[WindowRow]:
     """Settle every unsettled accepted item before `until_us`; return the window rows that changed."""
-    touched = add_story_sums(conn, index, specs, until_us, now)
+    touched = add_story_sums(conn, index, specs, until_us, now).touched
     out: list[WindowRow] = []
     for spec in specs:
         # the story z-scores of the windows after them move too (their baselines include these)
@@ -57,14 +67,15 @@ def settle_stories(conn: Connection, index: StoryIndex, specs: Sequence[WindowSp
 
 
 def add_story_sums(conn: Connection, index: StoryIndex, specs: Sequence[WindowSpec], until_us: int,
-                   now: datetime | None = None) -> dict[str, pd.DataFrame]:
-    """Settle the items and add their story sums, without re-deriving: spec label -> the (key, start_us)
-    windows touched, for a caller that re-derives them once together with its own (the aggregator's batch)."""
+                   now: datetime | None = None) -> StoryPass:
+    """Settle the items and add their story sums, without re-deriving (for a caller that re-derives the
+    touched windows once together with its own: the aggregator's batch)."""
     rows = wstore.unsettled_items(conn, until_us)
     if not rows:
-        return {}
-    inputs = [StoryInput(r.item_id, r.story_text or "", r.source or "", ensure_utc(r.event_time), _tickers(r.keys))
-              for r in rows]
+        return StoryPass()
+    now = now or datetime.now(UTC)
+    inputs = [StoryInput(r.item_id, r.story_text or "", r.source or "", ensure_utc(r.event_time),
+                         ticker_symbols(r.keys)) for r in rows]
     assigned = index.assign_in(conn, inputs, now)
     wstore.settle_items(conn, [(a.item_id, a.story_id, a.novelty) for a in assigned])
     frame = pd.DataFrame({"item_id": [r.item_id for r in rows],
@@ -72,19 +83,20 @@ def add_story_sums(conn: Connection, index: StoryIndex, specs: Sequence[WindowSp
                           "label": [r.label for r in rows], "score_u": [int(r.score_u) for r in rows],
                           "novelty": [a.novelty for a in assigned], "keys": [list(r.keys) for r in rows]})
     exploded = explode_keys(frame)
-    touched = {}
+    done = StoryPass(settled=[SettledStory(a.item_id, a.story_id, a.novelty, i.published_at, i.source, i.tickers,
+                                           now) for i, a in zip(inputs, assigned, strict=True)])
     for spec in specs:
         sums = story_sums(exploded, spec)
         wstore.add_sums(conn, spec.label, spec.size_us, sums, STORY_SUM_COLUMNS)
-        touched[spec.label] = sums[["key", "start_us"]]
-    return touched
+        done.touched[spec.label] = sums[["key", "start_us"]]
+    return done
 
 
 def story_text(title_and_body: str) -> str:
     return title_and_body[:STORY_TEXT_CHARS]
 
 
-def _tickers(keys: Any) -> tuple[str, ...]:
+def ticker_symbols(keys: Any) -> tuple[str, ...]:
     """The ticker symbols among an item's window keys (`ticker:AAPL` -> `AAPL`): what the story match
     compares, so copies about different companies never join."""
     return tuple(k.split(":", 1)[1] for k in keys or () if isinstance(k, str) and k.startswith("ticker:"))
