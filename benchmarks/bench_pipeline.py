@@ -4,12 +4,14 @@ printed next to the classifier-alone rate measured on the same machine in the sa
 It starts the same processes `finmon up` does (broker and every stage), replays N items at full speed and
 reads the store's `stored_at` against each item's publish time. `--backlog` publishes all N items first and
 only then starts the workers (a catch-up after an outage): it reports how fast the whole stack drains it,
-scored, stored and in the windows, and how many items came out late (the target is none).
+scored, stored and in the windows, and how many items came out late (the target is none), and the CPU time
+each process (broker, every stage) spent per item during the drain: where the machine's cores went.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -84,23 +86,41 @@ def run_backlog(settings: Settings, records: list[dict[str, Any]], timeout: floa
         stack.start_broker()
         publish(stack.settings, records, progress=False)
         stack.start_workers()
-        store, first = Store(settings.store_url), None
+        pids = {**{name: proc.pid for name, proc in stack.children.items()}, "broker": stack.broker.pid}
+        store, first, cpu_at_first = Store(settings.store_url), None, {}
         deadline = time.monotonic() + timeout
         while True:
             stored, applied = store.count_scored(), count_applied(store)
             if first is None and stored:
-                first = time.perf_counter()
+                first, cpu_at_first = time.perf_counter(), cpu_seconds(pids)
             if stored >= len(records) and applied >= len(records):
                 break
             if time.monotonic() > deadline:
                 raise click.ClickException(f"{stored} stored, {applied} in the windows after {timeout:.0f}s")
             time.sleep(0.2)
         elapsed = time.perf_counter() - (first or time.perf_counter())
+        cpu_at_end = cpu_seconds(pids)
         late = store.count_dead_letters_by_stage().get("aggregate", 0)
-        return {"backlog_items_per_s": len(records) / elapsed if elapsed else float("nan"), "late": late}
+        # CPU per item of each process over the drain (from the first item stored): where the cores went
+        cpu = {f"cpu_ms_per_item_{name}": 1000 * (cpu_at_end[name] - cpu_at_first.get(name, 0.0)) / len(records)
+               for name in pids}
+        return {"backlog_items_per_s": len(records) / elapsed if elapsed else float("nan"), "late": late, **cpu}
     finally:
         stack.stop()
         stack.shutdown_broker()
+
+
+def cpu_seconds(pids: dict[str, int | None]) -> dict[str, float]:
+    """User + system CPU seconds each process has used so far (Linux /proc; 0 where unknown)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14, 15 of stat)
+        except (OSError, IndexError, ValueError):
+            out[name] = 0.0
+    return out
 
 
 def count_applied(store: Store) -> int:

@@ -122,6 +122,11 @@ class EmbeddedBroker:
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (for CPU accounting in benchmarks)."""
+        return self._proc.pid if self.is_running() and self._proc is not None else None
+
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
