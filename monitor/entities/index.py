@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from monitor.cjk import fold_width, has_cjk
-from monitor.entities.company import SOURCES, Company
+from monitor.entities.company import NAMES_ONLY_SOURCES, SOURCES, Company
 from monitor.entities.lexicon import ACRONYMS, GENERIC_WORDS, MARKET_NAMES, PROPER_NOUNS, is_english_word
 from monitor.entities.names import LEGAL_SUFFIXES, name_tokens, strip_legal, tokenize, variants
 from monitor.entities.symbols import is_us_symbol
@@ -197,7 +197,7 @@ def build_index(companies: Iterable[Company]) -> NameIndex:
         by_first={k: tuple(v) for k, v in by_first.items()},
         same=same,
         known=frozenset(same),
-        bare=_bare(primary),
+        bare=_bare(c.symbol for c in companies if c.source not in NAMES_ONLY_SOURCES),
         companies=len(primary),
         cjk=cjk,
         cjk_pattern=cjk_pattern,
