@@ -31,6 +31,7 @@ from functools import cache
 from pathlib import Path
 
 from monitor.entities.company import Company
+from monitor.entities.names import name_tokens, strip_legal
 
 SOURCE = "listed"
 _PACKAGE, _TABLE = "investpy", "resources/stocks.csv"
@@ -78,6 +79,10 @@ def listed_companies() -> tuple[Company, ...]:
 
 
 def new_companies(listed: Iterable[Company], trusted: Iterable[Company]) -> list[Company]:
-    """The listed companies whose symbol no trusted company has (as its symbol or another listing)."""
+    """The listed companies whose symbol no trusted company has (as its symbol or another listing) and whose
+    name, legal forms cut, is no trusted company's name: a company renamed or re-listed since 2022 ("Facebook
+    Inc", FB) stays with the symbol the trusted source gives it (META)."""
+    trusted = tuple(trusted)
     taken = {s for c in trusted for s in c.symbols}
-    return [c for c in listed if c.symbol not in taken]
+    names = {strip_legal(name_tokens(n)) for c in trusted for n in (*c.names, *c.aliases, *c.ambiguous)}
+    return [c for c in listed if c.symbol not in taken and strip_legal(name_tokens(c.names[0])) not in names]
