@@ -11,8 +11,10 @@ What is kept, and why:
   foreign ordinaries (TOYOF, NSRGY), whose companies are linked at their home listing by the other sources;
 - no ADRs, funds, trusts, SPACs, notes or preferreds (by words of the name): they are not the company news is
   about, and fund names are generic ("Municipal Income");
-- no symbol that a more trusted source already has: the table is from 2022, and a symbol reused since then
-  (SG was Sirius International, is Sweetgreen) must not bring the old name back.
+- no symbol that a more trusted source already has, and no company whose name a trusted source gives another
+  symbol: the table is from 2022, and a renamed company ("Facebook Inc", FB) must not bring its old symbol
+  back. A symbol reused since then by a company no source knows (SG: Sirius International then, Sweetgreen
+  now) still links the old name; such names are rare in today's news.
 
 Names are official names, so aliases are derived from them exactly as for pytickersymbols (legal forms cut,
 everyday words and generic names held to evidence; index.py). The symbols join no bare-ticker vocabulary
