@@ -143,6 +143,8 @@ class EntitySettings(BaseModel):
                                            "(0-100) is at least this; `finmon link --json` lists the same.")
     universe: bool = Field(True, description="Also link the ~1,800 index companies of pytickersymbols; off: only "
                            "the shipped entities/companies files and your own entries.")
+    listed: bool = Field(True, description="With `universe`, also link the ~2,700 other US-listed companies of "
+                         "investpy's stocks table (if installed), by name, cashtag or exchange prefix only.")
 
 
 class AlertSettings(BaseModel):

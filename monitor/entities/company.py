@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Sources, most trusted first: a name claimed by two companies goes to the one from the earlier source.
-SOURCES = ("watchlist", "settings", "companies_file", "entities.yaml", "companies.yaml", "pytickersymbols")
+SOURCES = ("watchlist", "settings", "companies_file", "entities.yaml", "companies.yaml", "pytickersymbols", "listed")
+# Sources whose symbols never link as a bare upper-case word: too broad a list has a symbol for most
+# abbreviations a headline uses (listed.py); their companies link by name, cashtag or exchange prefix.
+NAMES_ONLY_SOURCES = frozenset({"listed"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from monitor.cjk import fold_width, has_cjk
-from monitor.entities.company import SOURCES, Company
+from monitor.entities.company import NAMES_ONLY_SOURCES, SOURCES, Company
 from monitor.entities.lexicon import ACRONYMS, GENERIC_WORDS, MARKET_NAMES, PROPER_NOUNS, is_english_word
 from monitor.entities.names import LEGAL_SUFFIXES, name_tokens, strip_legal, tokenize, variants
 from monitor.entities.symbols import is_us_symbol
@@ -82,17 +82,34 @@ def _derived(company: Company, rank: int) -> Iterator[_Candidate]:
             continue  # indexed by _cjk_candidates
         official = name_tokens(name)
         possessive = {t.text for t in tokenize(name) if t.possessive}
-        for tokens in variants(name):
+        for tokens in _with_cased(variants(name)):
             if _unusable(tokens):
                 continue
             single = len(tokens) == 1
-            ambiguous = single and (is_english_word(tokens[0]) or tokens[0] in ACRONYMS or tokens[0] in PROPER_NOUNS)
+            loose = single and company.source in NAMES_ONLY_SOURCES
+            ambiguous = single and (is_english_word(tokens[0]) or tokens[0] in ACRONYMS or tokens[0] in PROPER_NOUNS
+                                    or (loose and tokens[0].isupper()))
             if ambiguous and len(official) > 1 and tokens[0] not in PROPER_NOUNS:
                 continue  # "Partners Group" -> "Partners": an everyday word only by cutting; curate it if wanted
             # A legal form is evidence already: "Target Corp" links, "Best Buy" in a Title Case headline waits.
-            common = not single and strip_legal(tokens) == tokens and all(_is_everyday(t) for t in tokens)
+            # A one-word name of the broad list is often a surname or a town as well ("Cohen", "Marcus"): it is
+            # held like an everyday-word name ("Neiman Marcus" is not Marcus Corp; mentions.py).
+            common = loose or (not single and strip_legal(tokens) == tokens and all(_is_everyday(t) for t in tokens))
             entry = Entry(company.symbol, "name", ambiguous, common, tokens[-1] in possessive)
             yield _Candidate(tokens, entry, (rank, 0 if tokens == official else 1, 0, company.symbol))
+
+
+def _with_cased(forms: Iterable[tuple[str, ...]]) -> Iterator[tuple[str, ...]]:
+    """Each form, then the same with its all-capital words of 4+ letters capitalised ("LYFT Inc" -> "Lyft",
+    "ANSYS" -> "Ansys"): a name the company styles in capitals is written in Title Case by most headlines.
+    Acronyms stay as they are ("NASA"); a capitalised form that is an everyday word is held to evidence by
+    the caller like any other."""
+    for tokens in forms:
+        yield tokens
+        cased = tuple(t.capitalize() if len(t) >= 4 and t.isalpha() and t.isupper() and t not in ACRONYMS else t
+                      for t in tokens)
+        if cased != tokens:
+            yield cased
 
 
 def _unusable(tokens: tuple[str, ...]) -> bool:
@@ -100,6 +117,8 @@ def _unusable(tokens: tuple[str, ...]) -> bool:
     name of a market ("Nasdaq", "Dow")."""
     if " ".join(tokens) in MARKET_NAMES or (tokens[0] in MARKET_NAMES and len(tokens) == 1):
         return True
+    if all(t.isdigit() for t in tokens):
+        return True  # "111 Inc" -> "111": a number in a text is not that company
     if len(tokens) > 1:
         return False
     word = tokens[0]
@@ -197,7 +216,7 @@ def build_index(companies: Iterable[Company]) -> NameIndex:
         by_first={k: tuple(v) for k, v in by_first.items()},
         same=same,
         known=frozenset(same),
-        bare=_bare(primary),
+        bare=_bare(c.symbol for c in companies if c.source not in NAMES_ONLY_SOURCES),
         companies=len(primary),
         cjk=cjk,
         cjk_pattern=cjk_pattern,

@@ -62,6 +62,7 @@ EVIDENCE_AFTER: frozenset[str] = _words(
     upgrades reports reported posts posted beats misses raises raised cuts lifts lowers trims boosts slashes
     unveils launches acquires buys sells sues recalls settles tops jumps falls rises climbs slides drops surges
     soars tumbles gains slumps sinks rallies plunges
+    wins agrees completes announces names hires appoints files lays signs partners merges
     """
 )
 # A preceding word that does the same: "retailer Target", "shares of Next", "rival Block".

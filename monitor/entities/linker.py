@@ -23,6 +23,7 @@ from monitor.config import DEFAULT_MIN_RELEVANCE, Settings
 from monitor.entities.company import Company
 from monitor.entities.errors import WatchlistError
 from monitor.entities.index import NameIndex, build_index
+from monitor.entities.listed import listed_companies, new_companies
 from monitor.entities.mentions import Mention, field_mentions
 from monitor.entities.relevance import relevance
 from monitor.entities.symbols import normalize_symbol
@@ -56,6 +57,7 @@ class Linker:
         (`windows.companies_file`, `windows.companies`); `entities.min_relevance` is the threshold."""
         key = _Config(
             universe=cfg.entities.universe,
+            listed=cfg.entities.universe and cfg.entities.listed,
             watchlist=_file_key(cfg.entities.watchlist_file),
             companies_file=_file_key(cfg.windows.companies_file),
             companies=tuple(sorted(cfg.windows.companies.items())),
@@ -65,8 +67,8 @@ class Linker:
     @classmethod
     def from_companies(cls, companies: Iterable[Company], universe: bool = True) -> Linker:
         """A linker over `companies` (most trusted first), plus the shipped universe when `universe`."""
-        extra = (*shipped_companies(), *package_companies()) if universe else ()
-        return cls(build_index((*companies, *extra)))
+        trusted = (*companies, *shipped_companies(), *package_companies()) if universe else tuple(companies)
+        return cls(build_index((*trusted, *new_companies(listed_companies(), trusted)) if universe else trusted))
 
     def link(self, title: str, body: str = "", tickers: Sequence[str] = ()) -> tuple[Link, ...]:
         """Every ticker the item is about, most relevant first (then by symbol)."""
@@ -117,6 +119,7 @@ class _Config:
     """What an index depends on; files by path, modification time and size, so an edited file is reread."""
 
     universe: bool
+    listed: bool
     watchlist: tuple[str, int, int] | None
     companies_file: tuple[str, int, int] | None
     companies: tuple[tuple[str, str], ...]
@@ -149,6 +152,8 @@ def _index_for(config: _Config) -> NameIndex:
     companies += shipped_companies()
     if config.universe:
         companies += package_companies()
+    if config.listed:
+        companies += new_companies(listed_companies(), companies)  # last: the least trusted source
     return build_index(companies)
 
 
@@ -156,4 +161,5 @@ def clear_cache() -> None:
     """Forget every built index (benchmarks measure a cold build; tests edit files in place)."""
     _index_for.cache_clear()
     package_companies.cache_clear()
+    listed_companies.cache_clear()
     shipped_companies.cache_clear()

@@ -88,14 +88,32 @@ def strip_legal(tokens: tuple[str, ...]) -> tuple[str, ...]:
     return out
 
 
+def legal_stages(tokens: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    """The name, then each name left by cutting one more legal form off its end, down to `strip_legal`'s:
+    ("Celsius", "Holdings", "Inc") -> also ("Celsius", "Holdings") and ("Celsius",). Headlines keep some of the
+    legal form ("Celsius Holdings to acquire ..."), and the middle stage keeps a name whose last cut would
+    leave an everyday word (which is not indexed) findable in its longer form."""
+    yield tokens
+    while len(tokens) > 1:
+        n = next((n for n in range(min(_MAX_SUFFIX, len(tokens) - 1), 0, -1)
+                  if tuple(t.lower() for t in tokens[-n:]) in LEGAL_SUFFIXES), 0)
+        if not n:
+            break
+        tokens = tokens[:-n]
+        yield tokens
+    last = strip_legal(tokens)
+    if last != tokens:
+        yield last  # a leading "The"
+
+
 def variants(name: str, derive: bool = True) -> Iterator[tuple[str, ...]]:
     """Token tuples a name is written as: itself with accents folded and ' & ' written as ' and '; with
-    `derive`, also without parenthesised notes ('Puma (brand)') and legal forms. The first one is the name
-    itself; duplicates are left to the caller."""
+    `derive`, also without parenthesised notes ('Puma (brand)') and with legal forms cut (each stage). The first
+    one is the name itself; duplicates are left to the caller."""
     bases = [name, _PARENS.sub("", name)] if derive else [name]
     for base in bases:
         for form in dict.fromkeys((base, fold_ascii(base), base.replace(" & ", " and "))):
             tokens = name_tokens(form)
-            for cut in (tokens, strip_legal(tokens)) if derive else (tokens,):
+            for cut in legal_stages(tokens) if derive else (tokens,):
                 if cut:
                     yield cut
