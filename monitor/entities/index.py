@@ -46,6 +46,7 @@ class Entry:
     ambiguous: bool = False
     common: bool = False
     possessive: bool = False  # written "Moody's": a bare "Moody" is someone else
+    inner: tuple[int, ...] = ()  # words before the last written possessive: "Dick's Sporting Goods" (position 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +96,15 @@ def _derived(company: Company, rank: int) -> Iterator[_Candidate]:
             # A one-word name of the broad list is often a surname or a town as well ("Cohen", "Marcus"): it is
             # held like an everyday-word name ("Neiman Marcus" is not Marcus Corp; mentions.py).
             common = loose or (not single and strip_legal(tokens) == tokens and all(_is_everyday(t) for t in tokens))
-            entry = Entry(company.symbol, "name", ambiguous, common, tokens[-1] in possessive)
+            entry = Entry(company.symbol, "name", ambiguous, common, tokens[-1] in possessive,
+                          _inner(tokens, possessive))
             yield _Candidate(tokens, entry, (rank, 0 if tokens == official else 1, 0, company.symbol))
+
+
+def _inner(tokens: tuple[str, ...], possessive: set[str]) -> tuple[int, ...]:
+    """Positions of the words before the last that the name writes as possessives ("Victoria's Secret" -> (0,)):
+    a text may write them so, where elsewhere a possessive ends a name ("Apple's Cook" is not one name)."""
+    return tuple(k for k, t in enumerate(tokens[:-1]) if t in possessive)
 
 
 def _with_cased(forms: Iterable[tuple[str, ...]]) -> Iterator[tuple[str, ...]]:
@@ -136,7 +144,8 @@ def _written(company: Company, rank: int) -> Iterator[_Candidate]:
                 continue  # indexed by _cjk_candidates
             possessive = {t.text for t in tokenize(name) if t.possessive}
             for tokens in variants(name, derive=False):
-                entry = Entry(company.symbol, how, ambiguous, possessive=tokens[-1] in possessive)
+                entry = Entry(company.symbol, how, ambiguous, possessive=tokens[-1] in possessive,
+                              inner=_inner(tokens, possessive))
                 yield _Candidate(tokens, entry, (rank, 0, 0 if how == "name" else 1, company.symbol))
 
 

@@ -94,7 +94,7 @@ def _match(tokens: list[Token], i: int, text: str, index: NameIndex) -> tuple[in
         if (
             all(t.text == w for t, w in zip(window, names, strict=True))
             and all(_GAP.fullmatch(text[a.end : b.start]) for a, b in pairwise(window))
-            and not any(t.possessive for t in window[:-1])
+            and not any(t.possessive and k not in entry.inner for k, t in enumerate(window[:-1]))
             and (window[-1].possessive or not entry.possessive)
         ):
             return n, entry
