@@ -30,7 +30,14 @@ from dataclasses import dataclass
 
 from monitor.cjk import fold_width, has_cjk
 from monitor.entities.company import NAMES_ONLY_SOURCES, SOURCES, Company
-from monitor.entities.lexicon import ACRONYMS, GENERIC_WORDS, MARKET_NAMES, PROPER_NOUNS, is_english_word
+from monitor.entities.lexicon import (
+    ACRONYMS,
+    GENERIC_WORDS,
+    MARKET_NAMES,
+    PROPER_NOUNS,
+    is_english_word,
+    is_place,
+)
 from monitor.entities.names import LEGAL_SUFFIXES, name_tokens, strip_legal, tokenize, variants
 from monitor.entities.symbols import is_us_symbol
 
@@ -88,9 +95,11 @@ def _derived(company: Company, rank: int) -> Iterator[_Candidate]:
                 continue
             single = len(tokens) == 1
             loose = single and company.source in NAMES_ONLY_SOURCES
-            ambiguous = single and (is_english_word(tokens[0]) or tokens[0] in ACRONYMS or tokens[0] in PROPER_NOUNS
-                                    or (loose and tokens[0].isupper()))
-            if ambiguous and len(official) > 1 and tokens[0] not in PROPER_NOUNS:
+            # A town's name ("Duluth Holdings" -> "Duluth") is held to evidence like a person's ("Dover").
+            proper = single and (tokens[0] in PROPER_NOUNS or is_place(tokens[0]))
+            ambiguous = proper or single and (is_english_word(tokens[0]) or tokens[0] in ACRONYMS
+                                              or (loose and tokens[0].isupper()))
+            if ambiguous and len(official) > 1 and not proper:
                 continue  # "Partners Group" -> "Partners": an everyday word only by cutting; curate it if wanted
             # A legal form is evidence already: "Target Corp" links, "Best Buy" in a Title Case headline waits.
             # A one-word name of the broad list is often a surname or a town as well ("Cohen", "Marcus"): it is

@@ -6,6 +6,7 @@ All of them are general (no entry exists for one test sentence); words are compa
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 
@@ -23,6 +24,32 @@ def english_words() -> frozenset[str]:
 
 def is_english_word(word: str) -> bool:
     return word.lower() in english_words()
+
+
+@cache
+def _place_sections() -> dict[str, frozenset[str]]:
+    """`monitor/data/place_names.txt` (from GeoNames; see its header) by section: "places", "regions"."""
+    text = resources.files("monitor").joinpath("data/place_names.txt").read_text(encoding="utf-8")
+    sections: dict[str, set[str]] = {}
+    current = sections.setdefault("places", set())
+    for line in text.splitlines():
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], set())
+        elif line and not line.startswith("#"):
+            current.add(line)
+    return {k: frozenset(v) for k, v in sections.items()}
+
+
+def is_place(word: str) -> bool:
+    """A town or city that English news names often ("Duluth", "Aurora", "Dover"), as written."""
+    return word in _place_sections()["places"]
+
+
+@cache
+def region_after() -> re.Pattern[str]:
+    """', <state, province or country>' right after a name: "Hershey, Pennsylvania" is the town."""
+    names = sorted(_place_sections()["regions"], key=len, reverse=True)
+    return re.compile(r"\s*,\s*(?:" + "|".join(re.escape(n) for n in names) + r")(?!\w)")
 
 
 # Upper-case abbreviations that headlines use as words: never read as a bare ticker even when some listed

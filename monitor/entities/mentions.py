@@ -41,6 +41,7 @@ from monitor.entities.lexicon import (
     GENERIC_WORDS,
     NEGATIVE_AFTER,
     NEGATIVE_BEFORE,
+    region_after,
 )
 from monitor.entities.names import Token, tokenize
 from monitor.entities.symbols import PAREN_TICKER, explicit_symbols
@@ -101,16 +102,28 @@ def _match(tokens: list[Token], i: int, text: str, index: NameIndex) -> tuple[in
     return None
 
 
-def _negative(tokens: list[Token], i: int, j: int, style: _Style) -> bool:
-    """A neighbour that makes the name something else: "Apple pie", "the Big Apple", and in sentence case a
-    one-word name followed by a capitalised generic word: "Meta Financial" is another company."""
+def _negative(tokens: list[Token], i: int, j: int, style: _Style, text: str) -> bool:
+    """A neighbour that makes the name something else: "Apple pie", "the Big Apple", a town's state ("Hershey,
+    Pennsylvania"), and in sentence case a one-word name followed by a capitalised generic word: "Meta
+    Financial" is another company."""
     nxt = tokens[j] if j < len(tokens) and not tokens[j - 1].possessive else None
     after = nxt.text.lower() if nxt is not None else ""
     before = tokens[i - 1].text if i > 0 else ""
     if after in NEGATIVE_AFTER or before in NEGATIVE_BEFORE:
         return True
+    end = tokens[j - 1].end
+    if j - i == 1 and text.startswith(",", end) and region_after().match(text, end):
+        return True
     longer = nxt is not None and j - i == 1 and nxt.text[0].isupper() and after in GENERIC_WORDS
     return longer and not style.title_case
+
+
+def _not_alone(tokens: list[Token], i: int, n: int, style: _Style) -> bool:
+    """A held name that is part of something else: the tail of a longer proper noun, or a one-word name right
+    after a possessive, which introduces a person ("SAC's Cohen", "Fed's Williams")."""
+    if n == 1 and i > 0 and tokens[i - 1].possessive:
+        return True
+    return _inside_longer_name(tokens, i, style)
 
 
 def _inside_longer_name(tokens: list[Token], i: int, style: _Style) -> bool:
@@ -154,7 +167,7 @@ def field_mentions(text: str, field: str, index: NameIndex) -> list[Mention]:
             i += 1
             continue
         n, entry = hit
-        if not _negative(tokens, i, i + n, style) and not (entry.common and _inside_longer_name(tokens, i, style)):
+        if not _negative(tokens, i, i + n, style, text) and not (entry.common and _not_alone(tokens, i, n, style)):
             ambiguous = entry.ambiguous or (entry.common and style.title_case)
             names.append(Mention(entry.symbol, entry.how, field, tokens[i].start, tokens[i + n - 1].end, length,
                                  ambiguous, ambiguous and _evidence(tokens, i, i + n)))
