@@ -44,6 +44,7 @@ from monitor.entities.lexicon import (
     region_after,
 )
 from monitor.entities.names import Token, tokenize
+from monitor.entities.sources import cited_spans
 from monitor.entities.symbols import PAREN_TICKER, explicit_symbols
 
 _GAP = re.compile(r"[\s,.&/\-–]{1,4}")  # what may separate the words of one name: "Clearway Energy, Inc."
@@ -172,9 +173,15 @@ def field_mentions(text: str, field: str, index: NameIndex) -> list[Mention]:
             names.append(Mention(entry.symbol, entry.how, field, tokens[i].start, tokens[i + n - 1].end, length,
                                  ambiguous, ambiguous and _evidence(tokens, i, i + n)))
         i += n
-    names = _co_mentioned(sorted(names + cjk, key=lambda m: m.start), text)
+    names = _co_mentioned(sorted(_uncited(names, text) + cjk, key=lambda m: m.start), text)
     found += names + [m for p in parens if (m := _parenthesised(p, text, field, names, index)) is not None]
     return sorted(found, key=lambda m: (m.start, m.symbol))
+
+
+def _uncited(names: list[Mention], text: str) -> list[Mention]:
+    """Names that are not a news outlet cited as the source ("..., Reuters reports"; sources.py)."""
+    spans = cited_spans(text) if names else []
+    return [m for m in names if not any(a <= m.start and m.end <= b for a, b in spans)] if spans else names
 
 
 def _cjk_names(text: str, field: str, index: NameIndex, taken: list[tuple[int, int]]) -> list[Mention]:
