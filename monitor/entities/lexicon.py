@@ -40,9 +40,14 @@ def _place_sections() -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in sections.items()}
 
 
-def is_place(word: str) -> bool:
-    """A town or city that English news names often ("Duluth", "Aurora", "Dover"), as written."""
-    return word in _place_sections()["places"]
+def is_place(name: str) -> bool:
+    """A town or city that English news names often ("Duluth", "Aurora", "Las Vegas"), as written."""
+    return name in _place_sections()["places"]
+
+
+def is_region(name: str) -> bool:
+    """A US state, Canadian province, Australian state, UK nation or country ("Texas", "Ontario"), as written."""
+    return name in _place_sections()["regions"]
 
 
 @cache
@@ -110,6 +115,15 @@ PROPER_NOUNS: frozenset[str] = _words(
     Alamo Berkeley Brady Campbell Carter Dana Dover Elisa Everest Hartford Hawkins Indus Knowles Lindsay Norma
     Orion Palomar Pearson Rogers Rollins Wiley Williams Toto Patrick Stewart Graham Franklin Lincoln Jackson
     Edison Phillips Baker Murphy
+    """
+)
+# Nationality and direction adjectives: words that describe a business, cut off the end of a name for its short
+# form like everyday words ("Chipotle Mexican Grill" -> "Chipotle"; index.py). The word list has lower case only.
+DESCRIPTIVE_ADJECTIVES: frozenset[str] = _words(
+    """
+    American Mexican Canadian British English European Chinese Japanese Korean Indian Asian African Australian
+    German French Italian Spanish Dutch Swiss Irish Nordic Scandinavian Brazilian Latin Pacific Atlantic
+    Global Worldwide International National Continental Southern Northern Eastern Western Central
     """
 )
 # Names of markets and indices that are also short names of the companies running them: a market report

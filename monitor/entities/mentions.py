@@ -124,7 +124,16 @@ def _not_alone(tokens: list[Token], i: int, n: int, style: _Style) -> bool:
     after a possessive, which introduces a person ("SAC's Cohen", "Fed's Williams")."""
     if n == 1 and i > 0 and tokens[i - 1].possessive:
         return True
-    return _inside_longer_name(tokens, i, style)
+    return _inside_longer_name(tokens, i, style) or (n == 1 and _before_longer_name(tokens, i + 1, style))
+
+
+def _before_longer_name(tokens: list[Token], j: int, style: _Style) -> bool:
+    """In sentence case, a held one-word name followed by a capitalised word (not an acronym, not a word such
+    as "Shares" that confirms a company) is the head of a longer proper noun: "Boyd Thermal" is not Boyd Gaming."""
+    if style.title_case or j >= len(tokens) or tokens[j - 1].possessive:
+        return False
+    word = tokens[j].text
+    return word[0].isupper() and not word.isupper() and word.lower() not in EVIDENCE_AFTER
 
 
 def _inside_longer_name(tokens: list[Token], i: int, style: _Style) -> bool:
