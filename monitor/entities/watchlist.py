@@ -27,7 +27,11 @@ from monitor.entities.company import Company
 from monitor.entities.errors import WatchlistError
 from monitor.entities.symbols import normalize_symbol
 
-SYMBOL_FORM = re.compile(r"^(?:[A-Z][A-Z0-9]{0,5}(?:[.-][A-Z])?|\d{3,6})(?:\.[A-Z]{1,3})?$")
+# US and most markets' codes (AAPL, BRK.B, SAP.DE, 0700.HK), and the longer codes some markets use, written with
+# their suffix (HDFCBANK.NS, M&M.NS, VOLCAR-B.ST).
+SYMBOL_FORM = re.compile(
+    r"^(?:(?:[A-Z][A-Z0-9]{0,5}(?:[.-][A-Z])?|\d{3,6})(?:\.[A-Z]{1,3})?|[A-Z][A-Z0-9&-]{1,11}\.[A-Z]{1,3})$"
+)
 _FIELDS = ("names", "aliases", "ambiguous", "also")
 _EXAMPLE = "e.g.\n  GOOGL:\n    names: [Alphabet]\n    aliases: [Google]"
 
