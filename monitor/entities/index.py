@@ -99,8 +99,8 @@ def _derived(company: Company, rank: int) -> Iterator[_Candidate]:
             loose = single and company.source in NAMES_ONLY_SOURCES
             # A town's name ("Duluth Holdings" -> "Duluth") is held to evidence like a person's ("Dover").
             proper = single and (tokens[0] in PROPER_NOUNS or is_place(tokens[0]))
-            ambiguous = proper or single and (is_english_word(tokens[0]) or tokens[0] in ACRONYMS
-                                              or (loose and tokens[0].isupper()))
+            ambiguous = proper or (single and (is_english_word(tokens[0]) or tokens[0] in ACRONYMS
+                                              or (loose and tokens[0].isupper())))
             if ambiguous and len(official) > 1 and not proper:
                 continue  # "Partners Group" -> "Partners": an everyday word only by cutting; curate it if wanted
             # A legal form is evidence already: "Target Corp" links, "Best Buy" in a Title Case headline waits.

@@ -44,7 +44,7 @@ from monitor.entities.lexicon import (
     region_after,
 )
 from monitor.entities.names import Token, tokenize
-from monitor.entities.sources import cited_spans
+from monitor.entities.sources import OUTLET_WORDS, cited_spans
 from monitor.entities.symbols import PAREN_TICKER, explicit_symbols
 
 _GAP = re.compile(r"[\s,.&/\-–]{1,4}")  # what may separate the words of one name: "Clearway Energy, Inc."
@@ -96,7 +96,7 @@ def _match(tokens: list[Token], i: int, text: str, index: NameIndex) -> tuple[in
         if (
             all(t.text == w for t, w in zip(window, names, strict=True))
             and all(_GAP.fullmatch(text[a.end : b.start]) for a, b in pairwise(window))
-            and not any(t.possessive and k not in entry.inner for k, t in enumerate(window[:-1]))
+            and (n == 1 or not any(t.possessive and k not in entry.inner for k, t in enumerate(window[:-1])))
             and (window[-1].possessive or not entry.possessive)
         ):
             return n, entry
@@ -166,7 +166,9 @@ def field_mentions(text: str, field: str, index: NameIndex) -> list[Mention]:
     cjk = _cjk_names(text, field, index, taken) if cjk_text else []
     taken += [(m.start, m.end) for m in cjk]
     found += _a_share_parens(text, field, index, taken)
-    tokens = [t for t in tokenize(text, cjk_text) if _free((t.start, t.end), taken)]
+    tokens = tokenize(text, cjk_text)
+    if taken:
+        tokens = [t for t in tokens if _free((t.start, t.end), taken)]
     style = _style(tokens)
     names: list[Mention] = []
     i = 0
@@ -182,14 +184,16 @@ def field_mentions(text: str, field: str, index: NameIndex) -> list[Mention]:
             names.append(Mention(entry.symbol, entry.how, field, tokens[i].start, tokens[i + n - 1].end, length,
                                  ambiguous, ambiguous and _evidence(tokens, i, i + n)))
         i += n
-    names = _co_mentioned(sorted(_uncited(names, text) + cjk, key=lambda m: m.start), text)
+    names = _co_mentioned(sorted(_uncited(names, text, tokens) + cjk, key=lambda m: m.start), text)
     found += names + [m for p in parens if (m := _parenthesised(p, text, field, names, index)) is not None]
     return sorted(found, key=lambda m: (m.start, m.symbol))
 
 
-def _uncited(names: list[Mention], text: str) -> list[Mention]:
+def _uncited(names: list[Mention], text: str, tokens: list[Token]) -> list[Mention]:
     """Names that are not a news outlet cited as the source ("..., Reuters reports"; sources.py)."""
-    spans = cited_spans(text) if names else []
+    if not names or OUTLET_WORDS.isdisjoint(t.text for t in tokens):
+        return names  # no outlet's word in the text: nothing to look for
+    spans = cited_spans(text)
     return [m for m in names if not any(a <= m.start and m.end <= b for a, b in spans)] if spans else names
 
 

@@ -23,6 +23,8 @@ OUTLETS = (
     "The Globe and Mail", "Globe and Mail", "Economic Times", "Times of India", "Yahoo Finance", "Variety",
     "Deadline", "The Verge", "TechCrunch", "Bild", "Der Spiegel", "Il Sole 24 Ore", "Nikkei Shimbun",
 )
+# Every word of an outlet's name but "the" and "and", as tokenized (mentions.py looks for one before the patterns).
+OUTLET_WORDS = frozenset(w for o in OUTLETS for w in o.replace("'s", "").split() if w not in ("the", "The", "and"))
 _O = "(?P<o>" + "|".join(re.escape(o) for o in sorted(OUTLETS, key=len, reverse=True)) + r")(?:'s)?(?!\w)"
 _VERB = r"(?:reports?|reported|reporting|says|said|writes|wrote|cites?|cited|citing|learns|learned|has learned)"
 _PATTERNS = tuple(re.compile(p) for p in (
