@@ -106,6 +106,7 @@ def test_short_forms_cut_descriptive_words() -> None:
         ("Norfolk Southern shareholders approve rail merger", ["NSC"]),
         ("Marriott cuts revenue-per-room forecast", ["MAR"]),  # Marriott International, not Marriott Vacations
         ("Eaton to buy Boyd Thermal for $9.5 billion", ["ETN"]),  # "Boyd Thermal" is not Boyd Gaming
+        ("Western Digital, Seagate rally on hard-drive demand", ["WDC", "STX"]),  # a list, not one name
     ],
 )
 def test_short_forms_link(linker: Linker, title: str, expected: list[str]) -> None:

@@ -119,12 +119,16 @@ def _negative(tokens: list[Token], i: int, j: int, style: _Style, text: str) -> 
     return longer and not style.title_case
 
 
-def _not_alone(tokens: list[Token], i: int, n: int, style: _Style) -> bool:
+def _not_alone(tokens: list[Token], i: int, n: int, style: _Style, text: str) -> bool:
     """A held name that is part of something else: the tail of a longer proper noun, or a one-word name right
     after a possessive, which introduces a person ("SAC's Cohen", "Fed's Williams")."""
     if n == 1 and i > 0 and tokens[i - 1].possessive:
         return True
-    return _inside_longer_name(tokens, i, style) or (n == 1 and _before_longer_name(tokens, i + 1, style))
+    # Only words next to each other make one name: "Western Digital, Seagate" lists two companies.
+    joined_before = i > 0 and text[tokens[i - 1].end : tokens[i].start].isspace()
+    joined_after = i + n < len(tokens) and text[tokens[i + n - 1].end : tokens[i + n].start].isspace()
+    return ((joined_before and _inside_longer_name(tokens, i, style))
+            or (n == 1 and joined_after and _before_longer_name(tokens, i + 1, style)))
 
 
 def _before_longer_name(tokens: list[Token], j: int, style: _Style) -> bool:
@@ -179,7 +183,8 @@ def field_mentions(text: str, field: str, index: NameIndex) -> list[Mention]:
             i += 1
             continue
         n, entry = hit
-        if not _negative(tokens, i, i + n, style, text) and not (entry.common and _not_alone(tokens, i, n, style)):
+        held = entry.common and _not_alone(tokens, i, n, style, text)
+        if not held and not _negative(tokens, i, i + n, style, text):
             ambiguous = entry.ambiguous or (entry.common and style.title_case)
             names.append(Mention(entry.symbol, entry.how, field, tokens[i].start, tokens[i + n - 1].end, length,
                                  ambiguous, ambiguous and _evidence(tokens, i, i + n)))
