@@ -1,6 +1,7 @@
 """Ticker precision and recall of `finmon link` on a labelled headline file (default: the held-out set).
 
-The file has `id`, `text`, optional `body` and `gold` (space-separated Yahoo-form symbols, empty for none).
+The held-out sets are tests/data/linking_heldout.csv (the default) and linking_heldout2.csv. The file has
+`id`, `text`, optional `body` and `gold` (space-separated Yahoo-form symbols, empty for none).
 Rows are linked by `pipelines.link.link_rows`, the function `finmon link` calls, with the default settings and
 threshold, and without feed tickers (the gold column is not a ticker column, but a file might have one). The
 scores are micro-averaged over (row, ticker) pairs; every false positive and false negative is listed.
@@ -25,6 +26,7 @@ from pipelines.link import link_rows
 
 REPO = Path(__file__).resolve().parent.parent
 HELDOUT = REPO / "tests/data/linking_heldout.csv"
+HELDOUT2 = REPO / "tests/data/linking_heldout2.csv"  # the second set, written before the linker saw it
 
 
 @dataclass(frozen=True)

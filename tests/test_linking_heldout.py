@@ -1,26 +1,38 @@
-"""Entity linking on the held-out headlines (tests/data/linking_heldout.csv): 230 headlines written by hand
-before the linker was run on them, scored as `finmon link` links them (benchmarks/eval_linking.py).
+"""Entity linking on the held-out headlines, scored as `finmon link` links them (benchmarks/eval_linking.py):
+- set 1 (tests/data/linking_heldout.csv): 230 headlines written before the linker was run on them; seen by the
+  rounds that improved the linker since, so it flatters it;
+- set 2 (tests/data/linking_heldout2.csv): 331 headlines with other companies and phrasings, written and
+  committed before the linker was run on them in the following round.
 
-The floors are the scores reached (precision 0.994, recall 0.681 with investpy's US-listed companies; 0.993
-and 0.613 without) minus a small margin, so that a change that costs precision or recall shows up here. Raise them
-when the linker gets better; never edit the gold labels to match the linker.
+The floors are the scores reached minus a small margin (set 1: precision 1.000, recall 0.811 with investpy's
+US-listed companies, 0.739 without; set 2: 0.967 and 0.796, 0.973 and 0.768 without), so that a change that
+costs precision or recall shows up here. Raise them when the linker gets better; never edit the gold labels to
+match the linker.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from benchmarks.eval_linking import HELDOUT, default_linker, evaluate
+from benchmarks.eval_linking import HELDOUT, HELDOUT2, default_linker, evaluate
 from monitor.entities.company import Company
 from monitor.entities.listed import new_companies, parse_table, table_path
 
 
-def test_heldout_precision_and_recall() -> None:
-    scores = evaluate(HELDOUT)
-    recall_floor = 0.66 if table_path() is not None else 0.59
+@pytest.mark.parametrize(
+    ("path", "precision_floor", "recall_floor", "recall_floor_unlisted"),
+    [(HELDOUT, 0.98, 0.78, 0.71), (HELDOUT2, 0.95, 0.77, 0.74)],
+    ids=["set1", "set2"],
+)
+def test_heldout_precision_and_recall(path: Path, precision_floor: float, recall_floor: float,
+                                      recall_floor_unlisted: float) -> None:
+    scores = evaluate(path)
     assert scores.rows >= 150
-    assert scores.precision >= 0.98, scores.false_positives
-    assert scores.recall >= recall_floor, scores.false_negatives
+    assert scores.precision >= precision_floor, scores.false_positives
+    assert scores.recall >= (recall_floor if table_path() is not None else recall_floor_unlisted), \
+        scores.false_negatives
 
 
 @pytest.mark.skipif(table_path() is None, reason="investpy's stocks table is not installed")

@@ -30,7 +30,16 @@ from dataclasses import dataclass
 
 from monitor.cjk import fold_width, has_cjk
 from monitor.entities.company import NAMES_ONLY_SOURCES, SOURCES, Company
-from monitor.entities.lexicon import ACRONYMS, GENERIC_WORDS, MARKET_NAMES, PROPER_NOUNS, is_english_word
+from monitor.entities.lexicon import (
+    ACRONYMS,
+    DESCRIPTIVE_ADJECTIVES,
+    GENERIC_WORDS,
+    MARKET_NAMES,
+    PROPER_NOUNS,
+    is_english_word,
+    is_place,
+    is_region,
+)
 from monitor.entities.names import LEGAL_SUFFIXES, name_tokens, strip_legal, tokenize, variants
 from monitor.entities.symbols import is_us_symbol
 
@@ -46,6 +55,7 @@ class Entry:
     ambiguous: bool = False
     common: bool = False
     possessive: bool = False  # written "Moody's": a bare "Moody" is someone else
+    inner: tuple[int, ...] = ()  # words before the last written possessive: "Dick's Sporting Goods" (position 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,16 +97,65 @@ def _derived(company: Company, rank: int) -> Iterator[_Candidate]:
                 continue
             single = len(tokens) == 1
             loose = single and company.source in NAMES_ONLY_SOURCES
-            ambiguous = single and (is_english_word(tokens[0]) or tokens[0] in ACRONYMS or tokens[0] in PROPER_NOUNS
-                                    or (loose and tokens[0].isupper()))
-            if ambiguous and len(official) > 1 and tokens[0] not in PROPER_NOUNS:
+            # A town's name ("Duluth Holdings" -> "Duluth") is held to evidence like a person's ("Dover").
+            proper = single and (tokens[0] in PROPER_NOUNS or is_place(tokens[0]))
+            ambiguous = proper or (single and (is_english_word(tokens[0]) or tokens[0] in ACRONYMS
+                                              or (loose and tokens[0].isupper())))
+            if ambiguous and len(official) > 1 and not proper:
                 continue  # "Partners Group" -> "Partners": an everyday word only by cutting; curate it if wanted
             # A legal form is evidence already: "Target Corp" links, "Best Buy" in a Title Case headline waits.
             # A one-word name of the broad list is often a surname or a town as well ("Cohen", "Marcus"): it is
             # held like an everyday-word name ("Neiman Marcus" is not Marcus Corp; mentions.py).
             common = loose or (not single and strip_legal(tokens) == tokens and all(_is_everyday(t) for t in tokens))
-            entry = Entry(company.symbol, "name", ambiguous, common, tokens[-1] in possessive)
+            entry = Entry(company.symbol, "name", ambiguous, common, tokens[-1] in possessive,
+                          _inner(tokens, possessive))
             yield _Candidate(tokens, entry, (rank, 0 if tokens == official else 1, 0, company.symbol))
+
+
+def _short(company: Company, rank: int) -> Iterator[_Candidate]:
+    """Short forms of a package company's names ("Chipotle Mexican Grill" -> "Chipotle", "Norfolk Southern
+    Railway" -> "Norfolk Southern"), held like everyday-word names of more than one word (`common`)."""
+    for name in company.names:
+        if has_cjk(name) or "&" in name or " and " in name:
+            continue  # "Cohen & Steers" -> "Cohen" would be someone else
+        official = strip_legal(name_tokens(name))
+        for tokens in dict.fromkeys(_with_cased(short_forms(official))):
+            entry = Entry(company.symbol, "name", common=True)
+            yield _Candidate(tokens, entry, (len(official) - len(tokens), rank, 2, company.symbol))
+
+
+def short_forms(tokens: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    """The name left by cutting each descriptive word (an everyday or generic word, a place, an acronym) off
+    its end, while what is left is distinctive: a one-word rest of 4+ letters that is no everyday word, town,
+    region or person's name the lexicon knows; a longer rest that is no place ("Las Vegas Sands" keeps its
+    'Sands'). Headlines name a company by these: "Chipotle", "Regeneron", "Super Micro", "Thermo Fisher"."""
+    while len(tokens) > 1 and _descriptive(tokens[-1]):
+        tokens = tokens[:-1]
+        text = " ".join(tokens)
+        if is_place(text) or is_region(text) or text in MARKET_NAMES:
+            return
+        if tokens[-1].lower() in _CONNECTORS or is_place(tokens[-1]) or is_region(tokens[-1]):
+            continue  # "Pacific Biosciences of", "Central Japan": no name ends so
+        if all(_descriptive(t) for t in tokens):
+            return  # "North American (Construction Group)": only words that describe
+        if len(tokens) > 1 or _distinctive(tokens[0]):
+            yield tokens
+
+
+def _descriptive(word: str) -> bool:
+    return (_is_everyday(word) or word.lower() in GENERIC_WORDS or word in ACRONYMS or word in DESCRIPTIVE_ADJECTIVES
+            or is_place(word) or is_region(word))
+
+
+def _distinctive(word: str) -> bool:
+    return (len(word) >= 4 and word[0].isupper() and not _descriptive(word) and word not in PROPER_NOUNS
+            and (word.lower(),) not in LEGAL_SUFFIXES)
+
+
+def _inner(tokens: tuple[str, ...], possessive: set[str]) -> tuple[int, ...]:
+    """Positions of the words before the last that the name writes as possessives ("Victoria's Secret" -> (0,)):
+    a text may write them so, where elsewhere a possessive ends a name ("Apple's Cook" is not one name)."""
+    return tuple(k for k, t in enumerate(tokens[:-1]) if t in possessive)
 
 
 def _with_cased(forms: Iterable[tuple[str, ...]]) -> Iterator[tuple[str, ...]]:
@@ -136,7 +195,8 @@ def _written(company: Company, rank: int) -> Iterator[_Candidate]:
                 continue  # indexed by _cjk_candidates
             possessive = {t.text for t in tokenize(name) if t.possessive}
             for tokens in variants(name, derive=False):
-                entry = Entry(company.symbol, how, ambiguous, possessive=tokens[-1] in possessive)
+                entry = Entry(company.symbol, how, ambiguous, possessive=tokens[-1] in possessive,
+                              inner=_inner(tokens, possessive))
                 yield _Candidate(tokens, entry, (rank, 0, 0 if how == "name" else 1, company.symbol))
 
 
@@ -198,6 +258,22 @@ def _bare(symbols: Iterable[str]) -> frozenset[str]:
     )
 
 
+def _unclaimed_short(companies: Iterable[Company], taken: dict[tuple[str, ...], _Candidate]) -> Iterator[_Candidate]:
+    """Short forms that no other name is, each to the company whose name it cuts least, when that company is
+    one: "Marriott" is Marriott International's (one word cut), not Marriott Vacations Worldwide's (two)."""
+    ranks = {s: i for i, s in enumerate(SOURCES)}
+    claims: dict[tuple[str, ...], list[_Candidate]] = {}
+    for company in companies:
+        if company.derived:
+            for cand in _short(company, ranks.get(company.source, len(SOURCES))):
+                claims.setdefault(cand.tokens, []).append(cand)
+    for tokens, cands in claims.items():
+        fewest = min(c.rank[0] for c in cands)  # words cut: "Marriott" is Marriott International's, not
+        closest = [c for c in cands if c.rank[0] == fewest]  # Marriott Vacations Worldwide's
+        if tokens not in taken and len({c.entry.symbol for c in closest}) == 1:
+            yield min(closest, key=lambda c: c.rank)
+
+
 def build_index(companies: Iterable[Company]) -> NameIndex:
     """Index the companies' names (see the module docstring for who wins a name two companies claim)."""
     companies = tuple(companies)
@@ -206,6 +282,7 @@ def build_index(companies: Iterable[Company]) -> NameIndex:
         seen = best.get(cand.tokens)
         if seen is None or cand.rank < seen.rank:
             best[cand.tokens] = cand
+    best.update({c.tokens: c for c in _unclaimed_short(companies, best)})
     by_first: dict[str, list[tuple[tuple[str, ...], Entry]]] = {}
     for tokens in sorted(best, key=lambda t: (-len(t), t)):
         by_first.setdefault(tokens[0], []).append((tokens, best[tokens].entry))

@@ -6,6 +6,7 @@ All of them are general (no entry exists for one test sentence); words are compa
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 
@@ -23,6 +24,37 @@ def english_words() -> frozenset[str]:
 
 def is_english_word(word: str) -> bool:
     return word.lower() in english_words()
+
+
+@cache
+def _place_sections() -> dict[str, frozenset[str]]:
+    """`monitor/data/place_names.txt` (from GeoNames; see its header) by section: "places", "regions"."""
+    text = resources.files("monitor").joinpath("data/place_names.txt").read_text(encoding="utf-8")
+    sections: dict[str, set[str]] = {}
+    current = sections.setdefault("places", set())
+    for line in text.splitlines():
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], set())
+        elif line and not line.startswith("#"):
+            current.add(line)
+    return {k: frozenset(v) for k, v in sections.items()}
+
+
+def is_place(name: str) -> bool:
+    """A town or city that English news names often ("Duluth", "Aurora", "Las Vegas"), as written."""
+    return name in _place_sections()["places"]
+
+
+def is_region(name: str) -> bool:
+    """A US state, Canadian province, Australian state, UK nation or country ("Texas", "Ontario"), as written."""
+    return name in _place_sections()["regions"]
+
+
+@cache
+def region_after() -> re.Pattern[str]:
+    """', <state, province or country>' right after a name: "Hershey, Pennsylvania" is the town."""
+    names = sorted(_place_sections()["regions"], key=len, reverse=True)
+    return re.compile(r"\s*,\s*(?:" + "|".join(re.escape(n) for n in names) + r")(?!\w)")
 
 
 # Upper-case abbreviations that headlines use as words: never read as a bare ticker even when some listed
@@ -83,6 +115,15 @@ PROPER_NOUNS: frozenset[str] = _words(
     Alamo Berkeley Brady Campbell Carter Dana Dover Elisa Everest Hartford Hawkins Indus Knowles Lindsay Norma
     Orion Palomar Pearson Rogers Rollins Wiley Williams Toto Patrick Stewart Graham Franklin Lincoln Jackson
     Edison Phillips Baker Murphy
+    """
+)
+# Nationality and direction adjectives: words that describe a business, cut off the end of a name for its short
+# form like everyday words ("Chipotle Mexican Grill" -> "Chipotle"; index.py). The word list has lower case only.
+DESCRIPTIVE_ADJECTIVES: frozenset[str] = _words(
+    """
+    American Mexican Canadian British English European Chinese Japanese Korean Indian Asian African Australian
+    German French Italian Spanish Dutch Swiss Irish Nordic Scandinavian Brazilian Latin Pacific Atlantic
+    Global Worldwide International National Continental Southern Northern Eastern Western Central
     """
 )
 # Names of markets and indices that are also short names of the companies running them: a market report

@@ -87,4 +87,24 @@ def new_companies(listed: Iterable[Company], trusted: Iterable[Company]) -> list
     trusted = tuple(trusted)
     taken = {s for c in trusted for s in c.symbols}
     names = {strip_legal(name_tokens(n)) for c in trusted for n in (*c.names, *c.aliases, *c.ambiguous)}
-    return [c for c in listed if c.symbol not in taken and strip_legal(name_tokens(c.names[0])) not in names]
+    fresh = [c for c in listed if c.symbol not in taken and strip_legal(name_tokens(c.names[0])) not in names]
+    return fresh + _same_company(listed, trusted)
+
+
+def _compact(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def _same_company(listed: Iterable[Company], trusted: tuple[Company, ...]) -> list[Company]:
+    """The table's official name as one more name of a trusted company with the same symbol, when both names
+    start alike ("Super Micro Computer Inc" for SMCI, which pytickersymbols calls "Supermicro"): the same
+    company, written another way. A symbol since given to another company ("Facebook Inc", FB) starts
+    differently and adds nothing."""
+    known = {c.symbol: c for c in trusted}
+    out = []
+    for company in listed:
+        other = known.get(company.symbol)
+        head = _compact(company.names[0])[:5]
+        if other is not None and len(head) == 5 and any(_compact(n).startswith(head) for n in other.names):
+            out.append(company)
+    return out

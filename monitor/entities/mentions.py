@@ -41,8 +41,10 @@ from monitor.entities.lexicon import (
     GENERIC_WORDS,
     NEGATIVE_AFTER,
     NEGATIVE_BEFORE,
+    region_after,
 )
 from monitor.entities.names import Token, tokenize
+from monitor.entities.sources import OUTLET_WORDS, cited_spans
 from monitor.entities.symbols import PAREN_TICKER, explicit_symbols
 
 _GAP = re.compile(r"[\s,.&/\-–]{1,4}")  # what may separate the words of one name: "Clearway Energy, Inc."
@@ -94,23 +96,48 @@ def _match(tokens: list[Token], i: int, text: str, index: NameIndex) -> tuple[in
         if (
             all(t.text == w for t, w in zip(window, names, strict=True))
             and all(_GAP.fullmatch(text[a.end : b.start]) for a, b in pairwise(window))
-            and not any(t.possessive for t in window[:-1])
+            and (n == 1 or not any(t.possessive and k not in entry.inner for k, t in enumerate(window[:-1])))
             and (window[-1].possessive or not entry.possessive)
         ):
             return n, entry
     return None
 
 
-def _negative(tokens: list[Token], i: int, j: int, style: _Style) -> bool:
-    """A neighbour that makes the name something else: "Apple pie", "the Big Apple", and in sentence case a
-    one-word name followed by a capitalised generic word: "Meta Financial" is another company."""
+def _negative(tokens: list[Token], i: int, j: int, style: _Style, text: str) -> bool:
+    """A neighbour that makes the name something else: "Apple pie", "the Big Apple", a town's state ("Hershey,
+    Pennsylvania"), and in sentence case a one-word name followed by a capitalised generic word: "Meta
+    Financial" is another company."""
     nxt = tokens[j] if j < len(tokens) and not tokens[j - 1].possessive else None
     after = nxt.text.lower() if nxt is not None else ""
     before = tokens[i - 1].text if i > 0 else ""
     if after in NEGATIVE_AFTER or before in NEGATIVE_BEFORE:
         return True
+    end = tokens[j - 1].end
+    if j - i == 1 and text.startswith(",", end) and region_after().match(text, end):
+        return True
     longer = nxt is not None and j - i == 1 and nxt.text[0].isupper() and after in GENERIC_WORDS
     return longer and not style.title_case
+
+
+def _not_alone(tokens: list[Token], i: int, n: int, style: _Style, text: str) -> bool:
+    """A held name that is part of something else: the tail of a longer proper noun, or a one-word name right
+    after a possessive, which introduces a person ("SAC's Cohen", "Fed's Williams")."""
+    if n == 1 and i > 0 and tokens[i - 1].possessive:
+        return True
+    # Only words next to each other make one name: "Western Digital, Seagate" lists two companies.
+    joined_before = i > 0 and text[tokens[i - 1].end : tokens[i].start].isspace()
+    joined_after = i + n < len(tokens) and text[tokens[i + n - 1].end : tokens[i + n].start].isspace()
+    return ((joined_before and _inside_longer_name(tokens, i, style))
+            or (n == 1 and joined_after and _before_longer_name(tokens, i + 1, style)))
+
+
+def _before_longer_name(tokens: list[Token], j: int, style: _Style) -> bool:
+    """In sentence case, a held one-word name followed by a capitalised word (not an acronym, not a word such
+    as "Shares" that confirms a company) is the head of a longer proper noun: "Boyd Thermal" is not Boyd Gaming."""
+    if style.title_case or j >= len(tokens) or tokens[j - 1].possessive:
+        return False
+    word = tokens[j].text
+    return word[0].isupper() and not word.isupper() and word.lower() not in EVIDENCE_AFTER
 
 
 def _inside_longer_name(tokens: list[Token], i: int, style: _Style) -> bool:
@@ -143,7 +170,9 @@ def field_mentions(text: str, field: str, index: NameIndex) -> list[Mention]:
     cjk = _cjk_names(text, field, index, taken) if cjk_text else []
     taken += [(m.start, m.end) for m in cjk]
     found += _a_share_parens(text, field, index, taken)
-    tokens = [t for t in tokenize(text, cjk_text) if _free((t.start, t.end), taken)]
+    tokens = tokenize(text, cjk_text)
+    if taken:
+        tokens = [t for t in tokens if _free((t.start, t.end), taken)]
     style = _style(tokens)
     names: list[Mention] = []
     i = 0
@@ -154,14 +183,23 @@ def field_mentions(text: str, field: str, index: NameIndex) -> list[Mention]:
             i += 1
             continue
         n, entry = hit
-        if not _negative(tokens, i, i + n, style) and not (entry.common and _inside_longer_name(tokens, i, style)):
+        held = entry.common and _not_alone(tokens, i, n, style, text)
+        if not held and not _negative(tokens, i, i + n, style, text):
             ambiguous = entry.ambiguous or (entry.common and style.title_case)
             names.append(Mention(entry.symbol, entry.how, field, tokens[i].start, tokens[i + n - 1].end, length,
                                  ambiguous, ambiguous and _evidence(tokens, i, i + n)))
         i += n
-    names = _co_mentioned(sorted(names + cjk, key=lambda m: m.start), text)
+    names = _co_mentioned(sorted(_uncited(names, text, tokens) + cjk, key=lambda m: m.start), text)
     found += names + [m for p in parens if (m := _parenthesised(p, text, field, names, index)) is not None]
     return sorted(found, key=lambda m: (m.start, m.symbol))
+
+
+def _uncited(names: list[Mention], text: str, tokens: list[Token]) -> list[Mention]:
+    """Names that are not a news outlet cited as the source ("..., Reuters reports"; sources.py)."""
+    if not names or OUTLET_WORDS.isdisjoint(t.text for t in tokens):
+        return names  # no outlet's word in the text: nothing to look for
+    spans = cited_spans(text)
+    return [m for m in names if not any(a <= m.start and m.end <= b for a, b in spans)] if spans else names
 
 
 def _cjk_names(text: str, field: str, index: NameIndex, taken: list[tuple[int, int]]) -> list[Mention]:

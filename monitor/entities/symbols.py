@@ -160,13 +160,15 @@ def explicit_symbols(text: str, cjk: bool | None = None) -> Iterator[SymbolMenti
     `cjk`: whether the text has CJK characters, when the caller knows (else it is looked up)."""
     found: list[SymbolMention] = []
     pats = _CJK_AWARE if (has_cjk(text) if cjk is None else cjk) else _PLAIN
-    for match in pats.cashtag.finditer(text):
+    # Each pattern needs its mark ("$", the colon after an exchange, the dot of a suffix): a look for the mark
+    # is much cheaper than running the pattern, and most texts lack one or two of them.
+    for match in pats.cashtag.finditer(text) if "$" in text else ():
         found.append(SymbolMention(normalize_symbol(match.group(1)), match.start(), match.end(), "cashtag"))
-    for match in pats.exchange.finditer(text):
+    for match in pats.exchange.finditer(text) if ":" in text else ():
         symbol = exchange_symbol(match.group(1), match.group(2))
         if symbol is not None:
             found.append(SymbolMention(symbol, match.start(), match.end(), "exchange"))
-    for match in pats.suffixed.finditer(text):
+    for match in pats.suffixed.finditer(text) if "." in text else ():
         suffix = match.group(2)
         if _fits(match.group(1), suffix):
             found.append(SymbolMention(with_suffix(match.group(1), "." + suffix), match.start(), match.end(), "code"))

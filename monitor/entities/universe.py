@@ -31,6 +31,10 @@ HOME_SUFFIX = {
     "United Kingdom": "L", "Germany": "DE", "France": "PA", "Netherlands": "AS", "Switzerland": "SW", "Spain": "MC",
     "Italy": "MI", "Sweden": "ST", "Finland": "HE", "Belgium": "BR", "Japan": "T", "Denmark": "CO", "Norway": "OL",
 }
+# Countries where companies trading elsewhere keep their registered office (a Dutch holding company: Ferrari,
+# Stellantis, Airbus; Luxembourg: ArcelorMittal, Tenaris; Ireland: Medtronic): their country is no home market,
+# so the listing pytickersymbols names first (Ferrari: Milan) stays.
+DOMICILES = frozenset({"Netherlands", "Luxembourg", "Ireland", "Jersey", "Bermuda", "Cayman Islands"})
 US_INDICES = frozenset({"S&P 500", "S&P 100", "S&P 600", "NASDAQ 100", "DOW JONES"})
 GERMAN_INDICES = frozenset({"DAX", "MDAX", "SDAX", "TecDAX"})
 
@@ -43,8 +47,10 @@ def home_symbol(stock: Mapping[str, Any], indices: Iterable[str]) -> str | None:
     if dot and head and suffix in SUFFIXES and suffix != "F":
         if suffix in {INDEX_SUFFIX.get(i) for i in member}:
             return primary
-        # Listed on a market none of its indices is on: prefer a listing in its country, if it has one.
-        home = HOME_SUFFIX.get(str(stock.get("country") or ""))
+        # Listed on a market none of its indices is on: prefer a listing in its country, if it has one, unless
+        # the country is only where the company is registered.
+        country = str(stock.get("country") or "")
+        home = HOME_SUFFIX.get(country) if country not in DOMICILES else None
         at_home = [s for s in _listed(stock) if home and s.endswith("." + home)]
         return at_home[0] if at_home else primary
     if primary and is_us_symbol(primary) and member & US_INDICES:
