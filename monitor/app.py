@@ -42,6 +42,10 @@ def build_classify(
 
     clock = clock or SystemClock()
     cfg = settings.classify
+    if cfg.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     classifier = ModelRouter.load(cfg.model, cfg.models_by_lang, lambda name: load_classifier(
         name, device=cfg.device, quantize=cfg.quantize, max_batch_tokens=cfg.max_batch_tokens))
     store = Store(settings.store_url)

@@ -102,6 +102,11 @@ class ClassifySettings(BaseModel):
     max_batch: int = Field(256, ge=1, description="Most items scored in one micro-batch.")
     max_wait_ms: int = Field(50, ge=0, description="Longest a micro-batch waits to fill up.")
     max_batch_tokens: int = Field(8192, ge=64, description="Token budget of one forward pass.")
+    workers: int | None = Field(None, ge=1, description="Classify worker processes `finmon up` starts (one "
+                                "consumer group sharing the news.raw partitions). None: one on a GPU; on CPU one "
+                                "per core (at most the partitions, and 4), each with cores / workers threads.")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads of each classify worker; None: torch's "
+                                "default (every core), or what `finmon up` chose for its workers.")
 
 
 class WindowSettings(BaseModel):

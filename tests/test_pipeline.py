@@ -144,6 +144,28 @@ def test_finmon_up_runs_the_stack_and_prints_status_last(tmp_path: Path) -> None
     assert status["published"] == status["stored"] + status["dead_lettered"]
     assert all(isinstance(status[k], int) for k in ("published", "scored", "stored", "dead_lettered"))
     assert set(status["lag"].values()) == {0}
+    # on CPU, one single-threaded classify worker per core (up to the partitions): each of them worked
+    from monitor.store.heartbeats import heartbeats
+    from pipelines.stack import classify_workers
+
+    workers, threads = classify_workers(make_settings("x:1", "sqlite://"))
+    assert f"classify: {workers} worker(s), {threads or 'default'} torch thread(s) each" in proc.stderr
+    beats = [b for b in heartbeats(Store(f"sqlite:///{tmp_path / 'up.db'}").engine) if b["stage"] == "classify"]
+    assert len({b["worker"] for b in beats}) == workers and all(b["records_in"] > 0 for b in beats)
+
+
+def test_auto_classify_workers_follow_the_cores_and_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.stack import classify_workers
+
+    settings = make_settings("x:1", "sqlite://", partitions=4)
+    for cores, want in ((1, (1, 1)), (2, (2, 1)), (3, (3, 1)), (16, (4, 4))):
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        assert classify_workers(settings.model_copy(update={"classify": settings.classify.model_copy(
+            update={"device": "cpu"})})) == want
+    chosen = settings.classify.model_copy(update={"workers": 3, "device": "cpu"})
+    assert classify_workers(settings.model_copy(update={"classify": chosen})) == (3, 5)  # 16 cores / 3
+    gpu = settings.classify.model_copy(update={"device": "cuda"})
+    assert classify_workers(settings.model_copy(update={"classify": gpu})) == (1, None)
 
 
 def test_worker_waits_for_an_unreachable_broker_then_works(tmp_path: Path) -> None:
