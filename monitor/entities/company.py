@@ -9,6 +9,12 @@ SOURCES = ("watchlist", "settings", "companies_file", "entities.yaml", "companie
 # Sources whose symbols never link as a bare upper-case word: too broad a list has a symbol for most
 # abbreviations a headline uses (listed.py); their companies link by name, cashtag or exchange prefix.
 NAMES_ONLY_SOURCES = frozenset({"listed"})
+_RANK = {source: i for i, source in enumerate(SOURCES)}
+
+
+def source_rank(source: str) -> int:
+    """A source's place in SOURCES (lower: more trusted); an unknown source comes last."""
+    return _RANK.get(source, len(SOURCES))
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from monitor.cjk import fold_width, has_cjk
-from monitor.entities.company import NAMES_ONLY_SOURCES, SOURCES, Company
+from monitor.entities.company import NAMES_ONLY_SOURCES, Company, source_rank
 from monitor.entities.lexicon import (
     ACRONYMS,
     DESCRIPTIVE_ADJECTIVES,
@@ -201,9 +201,8 @@ def _written(company: Company, rank: int) -> Iterator[_Candidate]:
 
 
 def _candidates(companies: Iterable[Company]) -> Iterator[_Candidate]:
-    ranks = {s: i for i, s in enumerate(SOURCES)}
     for company in companies:
-        rank = ranks.get(company.source, len(SOURCES))
+        rank = source_rank(company.source)
         yield from (_derived if company.derived else _written)(company, rank)
 
 
@@ -214,9 +213,8 @@ def cjk_key(name: str) -> str:
 
 def _cjk_candidates(companies: Iterable[Company]) -> Iterator[tuple[str, Entry, tuple[int, int, int, str]]]:
     """(key, entry, rank) of every name with a CJK character, from any source, taken as written."""
-    ranks = {s: i for i, s in enumerate(SOURCES)}
     for company in companies:
-        rank = ranks.get(company.source, len(SOURCES))
+        rank = source_rank(company.source)
         groups = (("name", False, company.names), ("alias", False, company.aliases),
                   ("name", True, company.ambiguous))
         for how, ambiguous, names in groups:
@@ -261,11 +259,10 @@ def _bare(symbols: Iterable[str]) -> frozenset[str]:
 def _unclaimed_short(companies: Iterable[Company], taken: dict[tuple[str, ...], _Candidate]) -> Iterator[_Candidate]:
     """Short forms that no other name is, each to the company whose name it cuts least, when that company is
     one: "Marriott" is Marriott International's (one word cut), not Marriott Vacations Worldwide's (two)."""
-    ranks = {s: i for i, s in enumerate(SOURCES)}
     claims: dict[tuple[str, ...], list[_Candidate]] = {}
     for company in companies:
         if company.derived:
-            for cand in _short(company, ranks.get(company.source, len(SOURCES))):
+            for cand in _short(company, source_rank(company.source)):
                 claims.setdefault(cand.tokens, []).append(cand)
     for tokens, cands in claims.items():
         fewest = min(c.rank[0] for c in cands)  # words cut: "Marriott" is Marriott International's, not

@@ -16,7 +16,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from monitor.entities.company import SOURCES, Company
+from monitor.entities.company import Company, source_rank
 from monitor.entities.symbols import SUFFIXES, is_us_symbol, normalize_symbol
 from monitor.entities.watchlist import parse_name_map, parse_watchlist
 
@@ -115,5 +115,4 @@ def shipped_companies() -> tuple[Company, ...]:
 
 def by_source(companies: Iterable[Company]) -> Iterator[Company]:
     """Companies ordered most trusted source first (stable within a source)."""
-    rank = {s: i for i, s in enumerate(SOURCES)}
-    yield from sorted(companies, key=lambda c: rank.get(c.source, len(SOURCES)))
+    yield from sorted(companies, key=lambda c: source_rank(c.source))
