@@ -6,13 +6,14 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from monitor.classify import load_classifier
 from pipelines.training.evaluate import command
-from pipelines.training.metrics import compute_metrics
+from pipelines.training.metrics import compute_metrics, paired_bootstrap
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -38,8 +39,9 @@ KEYS = {"n", "accuracy", "macro_f1", "weighted_f1", "labels", "per_class", "conf
 
 
 def invoke(*args: str) -> tuple[int, str]:
+    """Exit code and stdout (where --json prints), or all output on failure (click's errors go to stderr)."""
     result = CliRunner().invoke(command, list(args))
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.output
 
 
 def test_sentiment_json_contract_and_consistency(tmp_path: Path) -> None:
@@ -124,3 +126,68 @@ def test_split_selects_rows_and_names_bad_choices(tmp_path: Path) -> None:
     assert code != 0 and "no row has split = 'test'" in out and "'train', 'validation'" in out
     code, out = invoke(*base, "--split", "validation", "--split-col", "fold")
     assert code != 0 and "no split column 'fold'" in out and "--split-col" in out
+
+
+def _swapped_sentiment_model(tmp_path: Path) -> Path:
+    """A real second model with the same labels: the shipped one with its positive and neutral sentiment rows
+    swapped, so it calls the positive texts neutral and the neutral ones positive."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from monitor.classify.model import resolve_model_dir
+
+    out = tmp_path / "swapped"
+    shutil.copytree(resolve_model_dir(None), out)
+    heads = load_file(out / "heads.safetensors")
+    for key in ("sentiment.weight", "sentiment.bias"):
+        heads[key] = heads[key][[0, 2, 1]].clone()
+    save_file(heads, out / "heads.safetensors")
+    return out
+
+
+def test_compare_reports_paired_bootstrap_against_a_second_model(tmp_path: Path) -> None:
+    path = tmp_path / "sent.csv"
+    pd.DataFrame(SENTIMENT, columns=["text", "label"]).to_csv(path, index=False)
+    swapped = _swapped_sentiment_model(tmp_path)
+    code, out = invoke("--task", "sentiment", "--data", str(path), "--compare", str(swapped), "--json")
+    assert code == 0, out
+    metrics = json.loads(out)
+    other = metrics["compare"]
+    assert other["model"] != metrics["model"]
+    boot = other["bootstrap"]
+    assert boot["n"] == len(SENTIMENT) and boot["resamples"] == 1000
+    assert boot["accuracy"]["delta"] == pytest.approx(other["accuracy"] - metrics["accuracy"])
+    assert boot["macro_f1"]["delta"] == pytest.approx(other["macro_f1"] - metrics["macro_f1"])
+    assert metrics["accuracy"] > other["accuracy"]  # swapping two classes can only hurt a model that got them right
+    assert boot["accuracy"]["low"] <= boot["accuracy"]["delta"] <= boot["accuracy"]["high"] < 0
+    code, out = invoke("--task", "sentiment", "--data", str(path), "--compare", str(swapped))
+    assert code == 0 and "paired bootstrap" in out and "delta -" in out
+
+
+def test_compare_with_the_same_model_is_zero_and_other_labels_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "sent.csv"
+    pd.DataFrame(SENTIMENT, columns=["text", "label"]).to_csv(path, index=False)
+    metrics = json.loads(invoke("--task", "sentiment", "--data", str(path), "--compare", "finmon-minilm", "--json")[1])
+    boot = metrics["compare"]["bootstrap"]
+    assert boot["macro_f1"] == {"delta": 0.0, "low": 0.0, "high": 0.0, "b_ahead": 0.0}
+    other = _swapped_sentiment_model(tmp_path)
+    config = json.loads((other / "finmon_config.json").read_text())
+    config["sentiment_labels"] = ["bearish", "neutral", "bullish"]
+    (other / "finmon_config.json").write_text(json.dumps(config))
+    code, out = invoke("--task", "sentiment", "--data", str(path), "--compare", str(other))
+    assert code != 0 and "other sentiment labels" in out and "same label set" in out
+
+
+def test_paired_bootstrap_macro_f1_matches_compute_metrics() -> None:
+    rng = np.random.default_rng(3)
+    labels = ["a", "b", "c", "d"]
+    truth = list(rng.choice(labels[:3], 60))  # "d" never true: predicted-only labels still count, as in sklearn
+    a = [t if rng.random() < 0.7 else str(rng.choice(labels)) for t in truth]
+    b = [t if rng.random() < 0.8 else str(rng.choice(labels)) for t in truth]
+    boot = paired_bootstrap(truth, a, b, labels, resamples=300, seed=1)
+    whole = compute_metrics(truth, b, labels)["macro_f1"] - compute_metrics(truth, a, labels)["macro_f1"]
+    assert boot["macro_f1"]["delta"] == pytest.approx(whole)
+    assert boot["macro_f1"]["low"] < boot["macro_f1"]["delta"] < boot["macro_f1"]["high"]
+    assert 0 <= boot["macro_f1"]["b_ahead"] <= 1
+    assert paired_bootstrap(truth, a, b, labels, resamples=300, seed=1) == boot  # seeded: reproducible

@@ -278,8 +278,11 @@ def load_encoder(base_ref: str, dtype: torch.dtype = torch.float32) -> nn.Module
     from transformers.utils import logging as hf_logging
 
     source = resolve_base_model(base_ref)
-    bar_was_on = hf_logging.is_progress_bar_enabled()
+    bar_was_on, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar is noise in workers and CLI output
+    # The checkpoint's pooler weights are dropped on purpose; transformers would print a multi-line "LOAD
+    # REPORT" of them as unexpected keys into every worker log and into `finmon evaluate --json` output.
+    hf_logging.set_verbosity_error()
     try:
         try:  # BERT-family encoders: no pooler at all (mean pooling never uses it; e5 ships none)
             encoder = AutoModel.from_pretrained(source, dtype=dtype, add_pooling_layer=False)
@@ -291,6 +294,7 @@ def load_encoder(base_ref: str, dtype: torch.dtype = torch.float32) -> nn.Module
             "installed model package (pkg:<module>) or a Hugging Face id that is cached or reachable"
         ) from exc
     finally:
+        hf_logging.set_verbosity(verbosity)
         if bar_was_on:
             hf_logging.enable_progress_bar()
     if getattr(encoder, "pooler", None) is not None:

@@ -2,12 +2,16 @@
 
     finmon evaluate --task sentiment --data FILE [--model M] [--text-col text] [--label-col label] [--json]
     finmon evaluate --task topic --data data/news/finmon_news.csv --label-col topic --split validation
+    finmon evaluate --task sentiment --data FILE --compare CANDIDATE_DIR   # candidate minus shipped, 95% intervals
 
 Labels are names (negative/neutral/positive; topic names as the model's finmon_config.json lists them,
 which for the shipped model are those of topic_labels.csv). `--json` prints one object with n, accuracy,
 macro_f1, weighted_f1, labels, per_class and confusion_matrix (rows = true label, columns = predicted).
 `--split NAME` keeps only the rows whose split column (`--split-col`, default `split`) is NAME, for files that
-carry a fixed train/validation split such as the project's news set.
+carry a fixed train/validation split such as the project's news set. `--compare MODEL` scores a second model
+on the same rows and adds `compare` (its accuracy, macro-F1, per-class figures and a paired bootstrap of the
+differences: `delta` on all rows, the 95% interval `low`..`high`, and `b_ahead`, the share of resamples in which
+the second model is ahead), so "is the candidate better than the shipped model" has an answer with its noise.
 """
 
 from __future__ import annotations
@@ -43,27 +47,64 @@ class EvalArguments:
     report_dir: Path | None = field(
         default=None, metadata={"help": "Also write the classification report and a confusion-matrix PNG here."}
     )
+    compare: str | None = field(
+        default=None,
+        metadata={
+            "help": "A second model (dir or name) scored on the same rows: its metrics and a paired bootstrap"
+            " of its accuracy and macro-F1 minus --model's, with 95% intervals (is a candidate better?)."
+        },
+    )
+    resamples: int = field(default=1000, metadata={"help": "Paired bootstrap resamples for --compare."})
+
+
+def _engine(args: EvalArguments, model: str | None, hint: str) -> Any:
+    from monitor.classify.engine import load_classifier
+    from monitor.classify.model import ModelNotFoundError
+
+    try:
+        return load_classifier(model, device=args.device, quantize=args.quantize)
+    except (ModelNotFoundError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from exc
+
+
+def _predict(engine: Any, task: str, texts: list[str]) -> list[str]:
+    return [p.topic if task == "topic" else p.sentiment for p in engine.predict(texts)]
 
 
 def evaluate(args: EvalArguments) -> dict[str, Any]:
-    """Load the model and the data, predict, and return the metrics (plus model version and task)."""
-    from monitor.classify.engine import load_classifier
-    from monitor.classify.model import ModelNotFoundError
+    """Load the model and the data, predict, and return the metrics (plus model version and task); with
+    --compare also the second model's metrics and the paired bootstrap of its differences."""
     from pipelines.training.data import load_labelled
-    from pipelines.training.metrics import compute_metrics
+    from pipelines.training.metrics import compute_metrics, paired_bootstrap
 
-    try:
-        engine = load_classifier(args.model, device=args.device, quantize=args.quantize)
-    except (ModelNotFoundError, ValueError) as exc:
-        raise click.BadParameter(str(exc), param_hint="--model/--device") from exc
+    engine = _engine(args, args.model, "--model/--device")
     labels = engine.topic_labels if args.task == "topic" else engine.sentiment_labels
     frame = load_labelled(args.data, args.text_col, args.label_col, labels, args.task, args.split, args.split_col)
-    preds = engine.predict(frame["text"].tolist())
-    predicted = [p.topic if args.task == "topic" else p.sentiment for p in preds]
-    metrics = compute_metrics(frame["label"].tolist(), predicted, labels)
+    truth, texts = frame["label"].tolist(), frame["text"].tolist()
+    predicted = _predict(engine, args.task, texts)
+    metrics = compute_metrics(truth, predicted, labels)
     if args.report_dir is not None:
-        _write_reports(args, frame["label"].tolist(), predicted, labels, metrics)
-    return {**metrics, "task": args.task, "model": engine.version, "split": args.split}
+        _write_reports(args, truth, predicted, labels, metrics)
+    out = {**metrics, "task": args.task, "model": engine.version, "split": args.split}
+    if args.compare is not None:
+        other = _engine(args, args.compare, "--compare")
+        other_labels = other.topic_labels if args.task == "topic" else other.sentiment_labels
+        if list(other_labels) != list(labels):
+            raise click.BadParameter(
+                f"{args.compare} has other {args.task} labels than {engine.version} ({list(other_labels)[:3]}... vs "
+                f"{list(labels)[:3]}...): compare models trained on the same label set",
+                param_hint="--compare",
+            )
+        second = _predict(other, args.task, texts)
+        b = compute_metrics(truth, second, labels)
+        out["compare"] = {
+            "model": other.version,
+            "accuracy": b["accuracy"],
+            "macro_f1": b["macro_f1"],
+            "per_class": b["per_class"],
+            "bootstrap": paired_bootstrap(truth, predicted, second, labels, args.resamples),
+        }
+    return out
 
 
 def _write_reports(
@@ -105,7 +146,26 @@ def render_text(metrics: dict[str, Any]) -> str:
         f"{lab:<{width}} " + " ".join(f"{v:5d}" for v in row)
         for lab, row in zip(labels, metrics["confusion_matrix"], strict=True)
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + _compare_lines(metrics))
+
+
+def _compare_lines(metrics: dict[str, Any]) -> list[str]:
+    other = metrics.get("compare")
+    if not other:
+        return []
+    boot = other["bootstrap"]
+    lines = [
+        "",
+        f"compared with {other['model']} on the same {metrics['n']} rows "
+        f"(paired bootstrap, {boot['resamples']} resamples; delta = {other['model']} minus {metrics['model']}):",
+    ]
+    for name, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+        d = boot[name]
+        lines.append(
+            f"  {label:<9} {metrics[name]:.4f} -> {other[name]:.4f}  delta {d['delta']:+.4f} "
+            f"[95% {d['low']:+.4f}, {d['high']:+.4f}]  ahead in {d['b_ahead']:.0%} of resamples"
+        )
+    return lines
 
 
 @click.command("evaluate")
