@@ -447,8 +447,9 @@ def test_soft_label_training_distils_a_teacher_and_writes_every_artifact(
 ) -> None:
     root, teacher, _ = trained
     out = tmp_path / "student"
+    saved = tmp_path / "teacher_logits"  # no suffix: the file is still written under this exact name
     args = [*_train_args(root, out), "--soft-label-model", str(teacher), "--soft-label-weight", "0.7",
-            "--soft-label-temperature", "3"]
+            "--soft-label-temperature", "3", "--save-soft-labels", str(saved)]
     result = CliRunner().invoke(command, args)
     assert result.exit_code == 0, result.output
     for name in ("finmon_config.json", "heads.safetensors", "metrics.json", "README.md",
@@ -462,6 +463,45 @@ def test_soft_label_training_distils_a_teacher_and_writes_every_artifact(
     assert "Distillation: teacher" in (out / "README.md").read_text()
     refused = CliRunner().invoke(command, [*_train_args(root, tmp_path / "m2"), "--soft-label-model", "finmon-minilm"])
     assert refused.exit_code != 0 and "other labels than this run" in refused.output
+    _student_from_saved_soft_labels(root, saved, tmp_path, metrics)
+
+
+def _student_from_saved_soft_labels(root: Path, saved: Path, tmp_path: Path, first: dict) -> None:
+    """--soft-labels FILE trains without the teacher and gets the same targets; wrong files are refused."""
+    from pipelines.training.args import DataArguments
+    from pipelines.training.distill import load_soft_labels, softened, teacher_logits
+    from pipelines.training.train import load_splits
+
+    out = tmp_path / "from_file"
+    args = [*_train_args(root, out), "--soft-labels", str(saved), "--soft-label-temperature", "3"]
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["soft_labels"]["teacher"] == first["soft_labels"]["teacher"]
+    assert metrics["soft_labels"]["rows"] == first["soft_labels"]["rows"]
+    assert metrics["soft_labels"]["file"] == str(saved)
+    assert "written by `--save-soft-labels`" in (out / "README.md").read_text()
+    # The file's logits give the teacher's own probabilities (float16 storage: within 1e-3).
+    data = DataArguments(sentiment_data=root / "sent.jsonl", sentiment_text_col="headline",
+                         sentiment_label_col="sentiment", topic_data=root / "topic.parquet", topic_text_col="body",
+                         topic_label_col="category", topic_labels=root / "topics.txt", validation_fraction=0.25)
+    splits, topics = load_splits(data, 42)
+    from_file, _ = load_soft_labels(saved, splits, topics)
+    direct, _ = teacher_logits(splits, first["arguments"]["data"]["soft_label_model"], topics, "cpu")
+    for task in direct:
+        for head in (0, 1):
+            assert np.abs(softened(from_file[task][head], 3.0) - softened(direct[task][head], 3.0)).max() < 1e-3
+    fresh = _train_args(root, tmp_path / "refused")  # an empty output dir: the refusals are about the file
+    other_split = CliRunner().invoke(command, [*fresh, "--seed", "7", "--soft-labels", str(saved)])
+    assert other_split.exit_code != 0 and "has no teacher output for" in other_split.output
+    assert "another split" in other_split.output
+    (tmp_path / "junk.npz").write_bytes(b"not numpy")
+    junk = CliRunner().invoke(command, [*fresh, "--soft-labels", str(tmp_path / "junk.npz")])
+    assert junk.exit_code != 0 and "is not a soft-label file" in junk.output and "--save-soft-labels" in junk.output
+    both = CliRunner().invoke(command, [*fresh, "--soft-labels", str(saved), "--soft-label-model", "finmon-minilm"])
+    assert both.exit_code != 0 and "not both" in both.output
+    alone = CliRunner().invoke(command, [*_train_args(root, tmp_path / "m3"), "--save-soft-labels", str(saved)])
+    assert alone.exit_code != 0 and "needs --soft-label-model" in alone.output
 
 
 def test_distillation_loss_is_zero_at_the_teacher_and_pulls_towards_it() -> None:

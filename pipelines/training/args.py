@@ -72,6 +72,16 @@ class DataArguments:
                   " all-mpnet-base-v2) whose softened probabilities on every training row the student also learns, for"
                   " both heads (knowledge distillation)."},
     )
+    soft_labels: Path | None = field(
+        default=None,
+        metadata={"help": "Distil from a file that --save-soft-labels wrote (a teacher's logits of these training"
+                  " rows) instead of running the teacher; same files and split."},
+    )
+    save_soft_labels: Path | None = field(
+        default=None,
+        metadata={"help": "Write the --soft-label-model teacher's logits of every training row here (.npz), so later"
+                  " students (--soft-labels) skip the teacher pass."},
+    )
     soft_label_weight: float = field(
         default=0.5, metadata={"help": "Share of the loss that is the distillation term (the rest: gold labels)."})
     soft_label_temperature: float = field(
@@ -92,6 +102,10 @@ class DataArguments:
         if not 0 < self.soft_label_weight <= 1 or self.soft_label_temperature <= 0:
             raise click.BadParameter(f"--soft-label-weight must be in (0, 1] and --soft-label-temperature > 0, got "
                                      f"{self.soft_label_weight} and {self.soft_label_temperature}")
+        if self.soft_labels is not None and self.soft_label_model is not None:
+            raise click.UsageError("pass --soft-label-model TEACHER or --soft-labels FILE, not both")
+        if self.save_soft_labels is not None and self.soft_label_model is None:
+            raise click.UsageError("--save-soft-labels writes a teacher's output: it needs --soft-label-model TEACHER")
         if self.news_repeat < 1:
             raise click.BadParameter(f"--news-repeat must be at least 1, got {self.news_repeat}")
         if not 0 <= self.validation_fraction < 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 DATA_NOTES = {
@@ -123,8 +124,11 @@ def _soft_lines(metrics: dict[str, Any]) -> list[str]:
     if not soft:
         return []
     rows = ", ".join(f"{task} {n}" for task, n in soft["rows"].items())
+    source = ""
+    if soft.get("file"):
+        source = f" (read from `{os.path.basename(soft['file'])}`, written by `--save-soft-labels`)"
     return [f"- Distillation: teacher `{soft['teacher']}`'s probabilities at T={soft['temperature']} on every "
-            f"training row ({rows}), both heads, {soft['weight']:.0%} of the loss (the rest: gold labels)."]
+            f"training row ({rows}){source}, both heads, {soft['weight']:.0%} of the loss (the rest: gold labels)."]
 
 
 def _pseudo_lines(metrics: dict[str, Any]) -> list[str]:

@@ -7,11 +7,21 @@ larger teacher (a finmon model fine-tuned from all-mpnet-base-v2, `finmon fetch-
 knows. The loss is Hinton et al.'s: (1 - w) * the gold loss + w * T^2 * KL(teacher_T || student_T) per head,
 with T the softening temperature and w `--soft-label-weight`. The teacher's own calibration temperature is not
 used (T = 1 underneath the softening), so its soft labels do not depend on how it was calibrated.
+
+A large teacher is slow on a CPU (all-mpnet-base-v2: ~27 min for the 25k training rows on 2 cores), so its
+output can be kept: `--save-soft-labels FILE` writes the teacher's logits of every training row, keyed by the
+SHA-1 of the text, and `--soft-labels FILE` trains a student from that file without loading the teacher (same
+files and split seed: a row the file lacks is refused rather than left without a teacher). The file stores
+logits at T = 1, so any `--soft-label-temperature` works with it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import click
@@ -32,10 +42,12 @@ def softened(logits: np.ndarray, temperature: float) -> np.ndarray:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def teacher_probabilities(splits: list[Split], teacher: str, temperature: float, topics: list[str], device: str
-                          ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
-    """Per split (task name): the teacher's softened (topic, sentiment) probabilities of its training rows, in row
-    order; and what to record in metrics.json."""
+Logits = dict[str, tuple[np.ndarray, np.ndarray]]  # per split (task name): (topic, sentiment) logits of its rows
+FORMAT = "finmon-soft-labels"
+
+
+def teacher_logits(splits: list[Split], teacher: str, topics: list[str], device: str) -> tuple[Logits, str]:
+    """Per split: the teacher's raw (topic, sentiment) logits of its training rows, in row order; and its version."""
     from monitor.classify import load_classifier
     from monitor.classify.base import SENTIMENT_LABELS
     from monitor.classify.model import resolve_model_dir
@@ -50,14 +62,77 @@ def teacher_probabilities(splits: list[Split], teacher: str, temperature: float,
             "on the same --topic-labels"
         )
     warn_if_leaky(resolve_model_dir(teacher), splits)
+    out = {sp.task: logits_in_chunks(engine, sp.train["text"].tolist(), f"teacher soft labels ({sp.task})")
+           for sp in splits}
+    return out, engine.version
+
+
+def softened_record(splits: list[Split], logits: Logits, temperature: float, teacher: str
+                    ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """The softened probabilities per split, and what to record in metrics.json."""
+    out = {task: (softened(t, temperature), softened(s, temperature)) for task, (t, s) in logits.items()}
+    record = {"teacher": teacher, "temperature": temperature, "rows": {sp.task: len(sp.train) for sp in splits}}
+    log.info("soft labels from %s at T=%s: %s", teacher, temperature, record["rows"])
+    return out, record
+
+
+def text_keys(texts: list[str]) -> np.ndarray:
+    """SHA-1 of each text's UTF-8 bytes, as an (n, 20) uint8 array: rows are found by text, not by position."""
+    digest = b"".join(hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest() for t in texts)  # noqa: S324
+    return np.frombuffer(digest, dtype=np.uint8).reshape(len(texts), 20)
+
+
+def save_soft_labels(path: Path, splits: list[Split], logits: Logits, teacher: str, topics: list[str]) -> None:
+    """Write the teacher's logits of every training row, keyed by text, with what produced them (.npz)."""
+    from monitor.classify.base import SENTIMENT_LABELS
+
+    texts = [text for sp in splits for text in sp.train["text"].tolist()]
+    topic = np.concatenate([logits[sp.task][0] for sp in splits])
+    sent = np.concatenate([logits[sp.task][1] for sp in splits])
+    meta = {"format": FORMAT, "format_version": 1, "teacher": teacher, "rows": len(texts),
+            "topic_labels": list(topics), "sentiment_labels": list(SENTIMENT_LABELS),
+            "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:  # an open file: np.savez would append .npz to a name without it
+        np.savez_compressed(fh, keys=text_keys(texts), topic_logits=_centred(topic), sentiment_logits=_centred(sent),
+                            meta=np.array(json.dumps(meta)))
+    log.info("teacher logits of %d training rows written to %s", len(texts), path)
+
+
+def _centred(logits: np.ndarray) -> np.ndarray:
+    """Shift each row's maximum to 0 (softmax is unchanged) so float16 keeps the differences that matter."""
+    return (logits - logits.max(axis=1, keepdims=True)).clip(-60000).astype(np.float16)
+
+
+def load_soft_labels(path: Path, splits: list[Split], topics: list[str]) -> tuple[Logits, str]:
+    """Per split: the teacher logits of its training rows from a --save-soft-labels file, and the teacher's
+    version; refuses other labels and rows the file does not have (other data or another split seed)."""
+    from monitor.classify.base import SENTIMENT_LABELS
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            keys, topic, sent, meta = f["keys"], f["topic_logits"], f["sentiment_logits"], json.loads(str(f["meta"]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise click.UsageError(f"--soft-labels {path} is not a soft-label file ({exc}); write one with "
+                               "--soft-label-model TEACHER --save-soft-labels FILE") from exc
+    if meta.get("topic_labels") != list(topics) or meta.get("sentiment_labels") != list(SENTIMENT_LABELS):
+        theirs = meta.get("topic_labels", [])[:3]
+        raise click.UsageError(f"--soft-labels {path} has other labels than this run ({theirs}... vs {topics[:3]}...):"
+                               " write it with a teacher trained on the same --topic-labels")
+    index = {row.tobytes(): i for i, row in enumerate(keys)}
     out = {}
     for sp in splits:
-        topic_z, sent_z = logits_in_chunks(engine, sp.train["text"].tolist(), f"teacher soft labels ({sp.task})")
-        out[sp.task] = (softened(topic_z, temperature), softened(sent_z, temperature))
-    record = {"teacher": engine.version, "temperature": temperature,
-              "rows": {sp.task: len(sp.train) for sp in splits}}
-    log.info("soft labels from %s at T=%s: %s", engine.version, temperature, record["rows"])
-    return out, record
+        wanted = [index.get(row.tobytes(), -1) for row in text_keys(sp.train["text"].tolist())]
+        missing = sum(1 for i in wanted if i < 0)
+        if missing:
+            raise click.UsageError(
+                f"--soft-labels {path} has no teacher output for {missing} of the {len(wanted)} {sp.task} training "
+                f"rows: it was written for other data or another split (--split-seed/--seed, --validation-fraction); "
+                "train on the same files and split, or write a new file with --soft-label-model TEACHER "
+                "--save-soft-labels FILE")
+        rows = np.asarray(wanted)
+        out[sp.task] = (topic[rows].astype(np.float32), sent[rows].astype(np.float32))
+    return out, str(meta["teacher"])
 
 
 def distill_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:

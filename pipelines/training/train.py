@@ -191,6 +191,24 @@ def encode_training_rows(splits: list[Split], tokenizer: Any, config: Any,
                     np.concatenate(soft_t) if soft_t else None, np.concatenate(soft_s) if soft_s else None)
 
 
+def soft_labels(data: Any, splits: list[Split], topics: list[str], device: str
+                ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """The teacher's softened probabilities of the training rows, from the teacher or from a saved file."""
+    from pipelines.training.distill import load_soft_labels, save_soft_labels, softened_record, teacher_logits
+
+    if data.soft_labels is not None:
+        logits, teacher = load_soft_labels(data.soft_labels, splits, topics)
+    else:
+        logits, teacher = teacher_logits(splits, data.soft_label_model, topics, device)
+        if data.save_soft_labels is not None:
+            save_soft_labels(data.save_soft_labels, splits, logits, teacher, topics)
+    soft, record = softened_record(splits, logits, data.soft_label_temperature, teacher)
+    record["weight"] = data.soft_label_weight
+    if data.soft_labels is not None:
+        record["file"] = str(data.soft_labels)
+    return soft, record
+
+
 def target_column(sp: Split, task: str) -> str:
     """Which column of `sp`'s training rows holds the target of head `task`: the file's own label, a second gold
     label of a two-label file, or else a teacher's pseudo label."""
@@ -259,12 +277,8 @@ def run(data: DataArguments, margs: ModelArguments, targs: TrainingArguments) ->
         threshold = data.pseudo_label_threshold
         pseudo = add_pseudo_labels(splits, data.pseudo_label_model, threshold, topics, targs.device)
     soft, distilled = None, None
-    if data.soft_label_model:
-        from pipelines.training.distill import teacher_probabilities
-
-        soft, distilled = teacher_probabilities(splits, data.soft_label_model, data.soft_label_temperature, topics,
-                                                targs.device)
-        distilled["weight"] = data.soft_label_weight
+    if data.soft_label_model or data.soft_labels:
+        soft, distilled = soft_labels(data, splits, topics, targs.device)
     model, tokenizer, config = build_model(margs, topics)
     if targs.average_with is not None:
         from pipelines.training.soup import check_compatible
