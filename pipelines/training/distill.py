@@ -49,22 +49,28 @@ FORMAT = "finmon-soft-labels"
 def teacher_logits(splits: list[Split], teacher: str, topics: list[str], device: str) -> tuple[Logits, str]:
     """Per split: the teacher's raw (topic, sentiment) logits of its training rows, in row order; and its version."""
     from monitor.classify import load_classifier
-    from monitor.classify.base import SENTIMENT_LABELS
     from monitor.classify.model import resolve_model_dir
     from pipelines.training.calibration import logits_in_chunks
     from pipelines.training.pseudo import warn_if_leaky
 
     engine = load_classifier(teacher, device=device)
-    if list(engine.topic_labels) != list(topics) or tuple(engine.sentiment_labels) != SENTIMENT_LABELS:
-        raise click.UsageError(
-            f"--soft-label-model {teacher} has other labels than this run ({list(engine.topic_labels)[:3]}... vs "
-            f"{topics[:3]}...): a teacher's distribution is only meaningful over the same classes; use one trained "
-            "on the same --topic-labels"
-        )
+    _check_labels(f"--soft-label-model {teacher}", engine.topic_labels, engine.sentiment_labels, topics)
     warn_if_leaky(resolve_model_dir(teacher), splits)
     out = {sp.task: logits_in_chunks(engine, sp.train["text"].tolist(), f"teacher soft labels ({sp.task})")
            for sp in splits}
     return out, engine.version
+
+
+def _check_labels(source: str, topic_labels: Any, sentiment_labels: Any, topics: list[str]) -> None:
+    """A teacher's distribution is only meaningful over this run's classes, in this run's order."""
+    from monitor.classify.base import SENTIMENT_LABELS
+
+    if list(topic_labels) != list(topics) or list(sentiment_labels) != list(SENTIMENT_LABELS):
+        raise click.UsageError(
+            f"{source} has other labels than this run ({list(topic_labels)[:3]}... vs {topics[:3]}...): a "
+            "teacher's distribution is only meaningful over the same classes; use one trained on the same "
+            "--topic-labels"
+        )
 
 
 def softened_record(splits: list[Split], logits: Logits, temperature: float, teacher: str
@@ -107,18 +113,13 @@ def _centred(logits: np.ndarray) -> np.ndarray:
 def load_soft_labels(path: Path, splits: list[Split], topics: list[str]) -> tuple[Logits, str]:
     """Per split: the teacher logits of its training rows from a --save-soft-labels file, and the teacher's
     version; refuses other labels and rows the file does not have (other data or another split seed)."""
-    from monitor.classify.base import SENTIMENT_LABELS
-
     try:
         with np.load(path, allow_pickle=False) as f:
             keys, topic, sent, meta = f["keys"], f["topic_logits"], f["sentiment_logits"], json.loads(str(f["meta"]))
     except (OSError, KeyError, ValueError) as exc:
         raise click.UsageError(f"--soft-labels {path} is not a soft-label file ({exc}); write one with "
                                "--soft-label-model TEACHER --save-soft-labels FILE") from exc
-    if meta.get("topic_labels") != list(topics) or meta.get("sentiment_labels") != list(SENTIMENT_LABELS):
-        theirs = meta.get("topic_labels", [])[:3]
-        raise click.UsageError(f"--soft-labels {path} has other labels than this run ({theirs}... vs {topics[:3]}...):"
-                               " write it with a teacher trained on the same --topic-labels")
+    _check_labels(f"--soft-labels {path}", meta.get("topic_labels", []), meta.get("sentiment_labels", []), topics)
     index = {row.tobytes(): i for i, row in enumerate(keys)}
     out = {}
     for sp in splits:

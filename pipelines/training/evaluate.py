@@ -67,6 +67,10 @@ def _engine(args: EvalArguments, model: str | None, hint: str) -> Any:
         raise click.BadParameter(str(exc), param_hint=hint) from exc
 
 
+def _head_labels(engine: Any, task: str) -> list[str]:
+    return list(engine.topic_labels if task == "topic" else engine.sentiment_labels)
+
+
 def _predict(engine: Any, task: str, texts: list[str]) -> list[str]:
     return [p.topic if task == "topic" else p.sentiment for p in engine.predict(texts)]
 
@@ -78,7 +82,7 @@ def evaluate(args: EvalArguments) -> dict[str, Any]:
     from pipelines.training.metrics import compute_metrics, paired_bootstrap
 
     engine = _engine(args, args.model, "--model/--device")
-    labels = engine.topic_labels if args.task == "topic" else engine.sentiment_labels
+    labels = _head_labels(engine, args.task)
     frame = load_labelled(args.data, args.text_col, args.label_col, labels, args.task, args.split, args.split_col)
     truth, texts = frame["label"].tolist(), frame["text"].tolist()
     predicted = _predict(engine, args.task, texts)
@@ -88,11 +92,11 @@ def evaluate(args: EvalArguments) -> dict[str, Any]:
     out = {**metrics, "task": args.task, "model": engine.version, "split": args.split}
     if args.compare is not None:
         other = _engine(args, args.compare, "--compare")
-        other_labels = other.topic_labels if args.task == "topic" else other.sentiment_labels
-        if list(other_labels) != list(labels):
+        other_labels = _head_labels(other, args.task)
+        if other_labels != labels:
             raise click.BadParameter(
-                f"{args.compare} has other {args.task} labels than {engine.version} ({list(other_labels)[:3]}... vs "
-                f"{list(labels)[:3]}...): compare models trained on the same label set",
+                f"{args.compare} has other {args.task} labels than {engine.version} ({other_labels[:3]}... vs "
+                f"{labels[:3]}...): compare models trained on the same label set",
                 param_hint="--compare",
             )
         second = _predict(other, args.task, texts)

@@ -103,23 +103,20 @@ def paired_bootstrap(
     b = np.array([index[v] for v in pred_b])
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {"resamples": resamples, "seed": seed, "n": len(truth)}
-    acc_a, acc_b, f1_a, f1_b = [], [], [], []
-    for start in range(0, resamples, 200):  # chunks bound memory at 200 x n ints per array
-        idx = rng.integers(0, len(truth), size=(min(200, resamples - start), len(truth)))
-        t, pa, pb = truth[idx], a[idx], b[idx]
-        acc_a.append((t == pa).mean(axis=1))
-        acc_b.append((t == pb).mean(axis=1))
-        f1_a.append(_macro_f1_counts(t, pa, len(labels)))
-        f1_b.append(_macro_f1_counts(t, pb, len(labels)))
-    whole = {
-        "accuracy": float((truth == b).mean() - (truth == a).mean()),
-        "macro_f1": float(
-            _macro_f1_counts(truth[None], b[None], len(labels))[0]
-            - _macro_f1_counts(truth[None], a[None], len(labels))[0]
-        ),
-    }
-    for name, xs, ys in (("accuracy", acc_a, acc_b), ("macro_f1", f1_a, f1_b)):
-        delta = np.concatenate(ys) - np.concatenate(xs)
+
+    def scores(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B minus A accuracy, B minus A macro-F1) per row of drawn indices."""
+        t, pa, pb = truth[rows], a[rows], b[rows]
+        acc = (t == pb).mean(axis=1) - (t == pa).mean(axis=1)
+        return acc, _macro_f1_counts(t, pb, len(labels)) - _macro_f1_counts(t, pa, len(labels))
+
+    # chunks bound memory at 200 x n ints per array
+    drawn = [scores(rng.integers(0, len(truth), size=(min(200, resamples - start), len(truth))))
+             for start in range(0, resamples, 200)]
+    whole = scores(np.arange(len(truth))[None])
+    for i, name in enumerate(("accuracy", "macro_f1")):
+        delta = np.concatenate([d[i] for d in drawn])
         low, high = np.percentile(delta, [2.5, 97.5])
-        out[name] = {"delta": whole[name], "low": float(low), "high": float(high), "b_ahead": float((delta > 0).mean())}
+        out[name] = {"delta": float(whole[i][0]), "low": float(low), "high": float(high),
+                     "b_ahead": float((delta > 0).mean())}
     return out

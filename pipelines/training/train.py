@@ -191,7 +191,7 @@ def encode_training_rows(splits: list[Split], tokenizer: Any, config: Any,
                     np.concatenate(soft_t) if soft_t else None, np.concatenate(soft_s) if soft_s else None)
 
 
-def soft_labels(data: Any, splits: list[Split], topics: list[str], device: str
+def soft_labels(data: DataArguments, splits: list[Split], topics: list[str], device: str
                 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
     """The teacher's softened probabilities of the training rows, from the teacher or from a saved file."""
     from pipelines.training.distill import load_soft_labels, save_soft_labels, softened_record, teacher_logits
@@ -199,6 +199,7 @@ def soft_labels(data: Any, splits: list[Split], topics: list[str], device: str
     if data.soft_labels is not None:
         logits, teacher = load_soft_labels(data.soft_labels, splits, topics)
     else:
+        assert data.soft_label_model is not None  # noqa: S101  (the caller checked one of the two is set)
         logits, teacher = teacher_logits(splits, data.soft_label_model, topics, device)
         if data.save_soft_labels is not None:
             save_soft_labels(data.save_soft_labels, splits, logits, teacher, topics)
