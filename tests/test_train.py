@@ -491,6 +491,7 @@ def _student_from_saved_soft_labels(root: Path, saved: Path, tmp_path: Path, fir
     for task in direct:
         for head in (0, 1):
             assert np.abs(softened(from_file[task][head], 3.0) - softened(direct[task][head], 3.0)).max() < 1e-3
+    _news_file_without_teacher(root, saved, tmp_path)
     fresh = _train_args(root, tmp_path / "refused")  # an empty output dir: the refusals are about the file
     other_split = CliRunner().invoke(command, [*fresh, "--seed", "7", "--soft-labels", str(saved)])
     assert other_split.exit_code != 0 and "has no teacher output for" in other_split.output
@@ -502,6 +503,35 @@ def _student_from_saved_soft_labels(root: Path, saved: Path, tmp_path: Path, fir
     assert both.exit_code != 0 and "not both" in both.output
     alone = CliRunner().invoke(command, [*_train_args(root, tmp_path / "m3"), "--save-soft-labels", str(saved)])
     assert alone.exit_code != 0 and "needs --soft-label-model" in alone.output
+
+
+def _news_file_without_teacher(root: Path, saved: Path, tmp_path: Path) -> None:
+    """A news file the soft-label file has none of trains on its gold labels; the tweet rows keep their teacher."""
+    news_rows().to_csv(tmp_path / "news.csv", index=False)
+    out = tmp_path / "with_news"
+    args = [*_train_args(root, out), "--soft-labels", str(saved), "--news-data", str(tmp_path / "news.csv"),
+            "--news-text-col", "headline", "--news-sentiment-col", "tone", "--news-split-col", "part"]
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 0, result.output
+    soft = json.loads((out / "metrics.json").read_text())["soft_labels"]
+    assert soft["rows"] == {"topic": 18, "sentiment": 18} and soft["without_teacher"] == {"news": 15}
+    assert "No teacher output for news (15 rows)" in (out / "README.md").read_text()
+
+
+def test_distillation_loss_skips_rows_without_a_teacher() -> None:
+    from pipelines.training.distill import distill_loss, softened
+
+    teacher = torch.from_numpy(softened(np.array([[2.0, 0.5, -1.0]], dtype=np.float32), 2.0))
+    student = torch.tensor([[0.0, 1.0, 0.0], [5.0, -5.0, 0.0]], requires_grad=True)
+    mixed = torch.cat([teacher, torch.full((1, 3), float("nan"))])
+    loss = distill_loss(student, mixed, 2.0)
+    loss.backward()
+    assert torch.isfinite(loss) and float(loss) > 0
+    assert student.grad is not None and float(student.grad[1].abs().sum()) == 0.0  # no teacher, no pull
+    # The covered row's term is divided by both rows: half of what it is alone.
+    assert float(loss) == pytest.approx(float(distill_loss(student[:1].detach(), teacher, 2.0)) / 2, rel=1e-5)
+    none = distill_loss(student, torch.full((2, 3), float("nan")), 2.0)
+    assert float(none) == 0.0 and none.requires_grad
 
 
 def test_distillation_loss_is_zero_at_the_teacher_and_pulls_towards_it() -> None:

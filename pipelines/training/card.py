@@ -127,8 +127,14 @@ def _soft_lines(metrics: dict[str, Any]) -> list[str]:
     source = ""
     if soft.get("file"):
         source = f" (read from `{os.path.basename(soft['file'])}`, written by `--save-soft-labels`)"
-    return [f"- Distillation: teacher `{soft['teacher']}`'s probabilities at T={soft['temperature']} on every "
-            f"training row ({rows}){source}, both heads, {soft['weight']:.0%} of the loss (the rest: gold labels)."]
+    without = soft.get("without_teacher") or {}
+    scope = "the training rows" if without else "every training row"
+    line = (f"- Distillation: teacher `{soft['teacher']}`'s probabilities at T={soft['temperature']} on {scope} "
+            f"({rows}){source}, both heads, {soft['weight']:.0%} of the loss (the rest: gold labels).")
+    if without:
+        line += " No teacher output for " + ", ".join(f"{task} ({n} rows)" for task, n in without.items()) + \
+            ": those rows learn from their gold labels only."
+    return [line]
 
 
 def _pseudo_lines(metrics: dict[str, Any]) -> list[str]:

@@ -11,8 +11,11 @@ used (T = 1 underneath the softening), so its soft labels do not depend on how i
 A large teacher is slow on a CPU (all-mpnet-base-v2: ~27 min for the 25k training rows on 2 cores), so its
 output can be kept: `--save-soft-labels FILE` writes the teacher's logits of every training row, keyed by the
 SHA-1 of the text, and `--soft-labels FILE` trains a student from that file without loading the teacher (same
-files and split seed: a row the file lacks is refused rather than left without a teacher). The file stores
-logits at T = 1, so any `--soft-label-temperature` works with it.
+files and split seed: a row the file lacks is refused rather than left without a teacher). The exception is a
+whole training file the soft-label file has none of (a news set added after the teacher ran): its rows learn from
+their gold labels only, and metrics.json records them as `without_teacher`; a file that covers some of a training
+file's rows but not all was written for another split, and is refused. The file stores logits at T = 1, so any
+`--soft-label-temperature` works with it.
 """
 
 from __future__ import annotations
@@ -77,7 +80,12 @@ def softened_record(splits: list[Split], logits: Logits, temperature: float, tea
                     ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
     """The softened probabilities per split, and what to record in metrics.json."""
     out = {task: (softened(t, temperature), softened(s, temperature)) for task, (t, s) in logits.items()}
-    record = {"teacher": teacher, "temperature": temperature, "rows": {sp.task: len(sp.train) for sp in splits}}
+    record: dict[str, Any] = {"teacher": teacher, "temperature": temperature,
+                              "rows": {sp.task: len(sp.train) for sp in splits if sp.task in logits}}
+    without = {sp.task: len(sp.train) for sp in splits if sp.task not in logits}
+    if without:
+        record["without_teacher"] = without
+        log.info("no teacher output for %s: those rows learn from their gold labels only", without)
     log.info("soft labels from %s at T=%s: %s", teacher, temperature, record["rows"])
     return out, record
 
@@ -125,6 +133,8 @@ def load_soft_labels(path: Path, splits: list[Split], topics: list[str]) -> tupl
     for sp in splits:
         wanted = [index.get(row.tobytes(), -1) for row in text_keys(sp.train["text"].tolist())]
         missing = sum(1 for i in wanted if i < 0)
+        if missing == len(wanted) and len(splits) > 1:
+            continue  # a training file the teacher never saw: gold labels only (softened_record logs it)
         if missing:
             raise click.UsageError(
                 f"--soft-labels {path} has no teacher output for {missing} of the {len(wanted)} {sp.task} training "
@@ -133,10 +143,19 @@ def load_soft_labels(path: Path, splits: list[Split], topics: list[str]) -> tupl
                 "--save-soft-labels FILE")
         rows = np.asarray(wanted)
         out[sp.task] = (topic[rows].astype(np.float32), sent[rows].astype(np.float32))
+    if not out:
+        raise click.UsageError(f"--soft-labels {path} has no teacher output for any training row: it was written "
+                               "for other data; write one for these files with --soft-label-model TEACHER "
+                               "--save-soft-labels FILE")
     return out, str(meta["teacher"])
 
 
 def distill_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """T^2 * KL(teacher || softmax(student / T)), averaged over the rows (zero when the student matches)."""
+    """T^2 * KL(teacher || softmax(student / T)), averaged over the rows (zero when the student matches).
+
+    Rows without a teacher (NaN probabilities: a training file the soft-label file does not cover) add nothing;
+    the sum is still divided by all the rows, so a batch's distillation weight follows its teacher coverage."""
     log_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    return F.kl_div(log_student, teacher_probs, reduction="batchmean") * temperature**2
+    has_teacher = ~torch.isnan(teacher_probs[:, 0])
+    kl = F.kl_div(log_student[has_teacher], teacher_probs[has_teacher], reduction="sum")
+    return kl / max(len(teacher_probs), 1) * temperature**2
