@@ -61,3 +61,35 @@ def test_balance_and_every_stratum_in_both_splits(news: pd.DataFrame) -> None:
     for split, part in news.groupby("split"):
         cells = part.groupby(["sentiment", "style"]).size()
         assert len(cells) == 6 and cells.min() >= 20, (split, cells.to_dict())
+
+
+RELEASES = ROOT / "data" / "news" / "finmon_news_releases.csv"
+HELDOUT = ROOT / "data" / "news" / "finmon_news_heldout.csv"
+
+
+def test_releases_and_heldout_files_use_the_model_labels() -> None:
+    config = json.loads(CONFIG.read_text(encoding="utf-8"))
+    for path, columns in ((RELEASES, COLUMNS), (HELDOUT, [c for c in COLUMNS if c != "split"])):
+        frame = pd.read_csv(path, keep_default_na=False)
+        assert list(frame.columns) == columns, path
+        assert frame["id"].is_unique and frame["text"].is_unique and (frame["text"].str.strip() != "").all()
+        assert set(frame["sentiment"]) == set(config["sentiment_labels"])
+        assert set(frame["topic"]) <= set(config["topic_labels"])
+        assert set(frame["style"]) == {"headline", "sentence"}
+    # The release register's realistic mix: most release sentences are neutral.
+    releases = pd.read_csv(RELEASES, keep_default_na=False)
+    sentences = releases[releases["style"] == "sentence"]
+    assert (sentences["sentiment"] == "neutral").mean() >= 0.5
+    assert set(releases["split"]) == {"train", "validation"}
+
+
+def test_heldout_set_shares_no_text_with_any_training_file(news: pd.DataFrame) -> None:
+    """The held-out set estimates news the model never saw: not even a loose copy may be in a training file."""
+    heldout = pd.read_csv(HELDOUT, keep_default_na=False)["text"].map(_loose)
+    releases = pd.read_csv(RELEASES, keep_default_na=False)
+    for name, texts in (("finmon_news", news["text"]), ("releases", releases["text"])):
+        overlap = set(heldout) & set(texts.map(_loose))
+        assert not overlap, (name, sorted(overlap)[:5])
+    train = set(releases.loc[releases["split"] == "train", "text"].map(_loose))
+    leaked = releases.loc[(releases["split"] == "validation") & releases["text"].map(_loose).isin(train), "text"]
+    assert leaked.empty, leaked.tolist()
