@@ -78,11 +78,15 @@ def _check_labels(source: str, topic_labels: Any, sentiment_labels: Any, topics:
 
 def softened_record(splits: list[Split], logits: Logits, temperature: float, teacher: str
                     ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
-    """The softened probabilities per split, and what to record in metrics.json."""
+    """The softened probabilities per split (NaN for a split the teacher has no output for), and what to record
+    in metrics.json."""
     out = {task: (softened(t, temperature), softened(s, temperature)) for task, (t, s) in logits.items()}
+    widths = [head.shape[1] for head in next(iter(out.values()))]
+    without = {sp.task: len(sp.train) for sp in splits if sp.task not in out}
+    for task, n in without.items():  # NaN rows: no teacher for this file (distill_loss skips them)
+        out[task] = (np.full((n, widths[0]), np.nan, np.float32), np.full((n, widths[1]), np.nan, np.float32))
     record: dict[str, Any] = {"teacher": teacher, "temperature": temperature,
-                              "rows": {sp.task: len(sp.train) for sp in splits if sp.task in logits}}
-    without = {sp.task: len(sp.train) for sp in splits if sp.task not in logits}
+                              "rows": {sp.task: len(sp.train) for sp in splits if sp.task not in without}}
     if without:
         record["without_teacher"] = without
         log.info("no teacher output for %s: those rows learn from their gold labels only", without)

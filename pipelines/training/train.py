@@ -169,11 +169,9 @@ def encode_training_rows(splits: list[Split], tokenizer: Any, config: Any,
     soft_s: list[np.ndarray] = []
     for sp in splits:
         rows = pd.concat([sp.train] * sp.repeat, ignore_index=True) if sp.repeat > 1 else sp.train
-        if soft is not None:  # NaN rows: no teacher for this file (distill_loss skips them)
-            teacher = soft.get(sp.task) or (np.full((len(sp.train), len(config.topic_labels)), np.nan, np.float32),
-                                            np.full((len(sp.train), len(config.sentiment_labels)), np.nan, np.float32))
-            soft_t.append(np.concatenate([teacher[0]] * sp.repeat))
-            soft_s.append(np.concatenate([teacher[1]] * sp.repeat))
+        if soft is not None:
+            soft_t.append(np.concatenate([soft[sp.task][0]] * sp.repeat))
+            soft_s.append(np.concatenate([soft[sp.task][1]] * sp.repeat))
         per_task = {}
         for task, labels in (("topic", config.topic_labels), ("sentiment", config.sentiment_labels)):
             column = target_column(sp, task)
