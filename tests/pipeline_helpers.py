@@ -121,13 +121,20 @@ def _read(handle: tempfile._TemporaryFileWrapper) -> str:  # type: ignore[type-a
     return handle.read()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 120, every: float = 0.5) -> None:
+def wait_for(
+    predicate: Callable[[], bool],
+    timeout: float = 120,
+    every: float = 0.5,
+    describe: Callable[[], object] | None = None,
+) -> None:
+    """Poll until predicate() holds; on timeout fail with describe()'s account of the state, if given."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s")
+    state = f": {describe()}" if describe is not None else ""
+    raise AssertionError(f"condition not met within {timeout}s{state}")
 
 
 def topic_messages(settings: Settings, topic: str) -> list[bytes]:

@@ -317,12 +317,19 @@ class StageRunner:
         self._lag = lag
 
     def _process(self, batch: list[Any]) -> list[OutMessage] | None:
+        """The processor's output for a batch. A batch in hand when the stop signal arrives is still processed
+        (once: a clean stop finishes its batch and commits it, so a drained group ends with lag 0); only the
+        retries of a transient failure end with the stop (None: nothing committed, redelivered later)."""
         delay = 0.5
-        while not self._stop.is_set():
+        while True:
             try:
                 return self.processor.process(batch)
             except self.transient as exc:
                 metrics.TRANSIENT.labels(self.processor.stage, exc.__class__.__name__).inc()
+                if self._stop.is_set():
+                    log.warning("%s: transient failure while stopping (%s); the batch of %d will be redelivered",
+                                self.processor.stage, exc.__class__.__name__, len(batch))
+                    return None
                 log.warning(
                     "%s: transient failure (%s: %s), retrying the batch in %.1fs",
                     self.processor.stage,
@@ -335,7 +342,6 @@ class StageRunner:
             except Exception:  # a bug or a poisonous record: find it, dead-letter it, keep going
                 log.exception("%s: batch of %d failed; isolating records", self.processor.stage, len(batch))
                 return self._isolate(batch)
-        return None
 
     def _isolate(self, batch: list[Any]) -> list[OutMessage]:
         out: list[OutMessage] = []
