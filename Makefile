@@ -39,7 +39,7 @@ multilingual: install
 # CI runs exactly this (`.ci/run`): lint first (seconds), then the whole suite. `multilingual` builds the base of
 # the shipped finmon-multilingual (~30 s), so its tests run for real.
 test: install services tools multilingual lint
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=25
 
 # Debian packages the tests use: chromium (the dashboard's real-browser test, driven by Playwright; no browser
 # download), fonts-noto-cjk (so that Chinese and Japanese headlines render in that browser instead of boxes)
