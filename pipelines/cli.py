@@ -29,6 +29,7 @@ LAZY = {
     "evaluate": "pipelines.training.evaluate:command",
     "fetch-teacher": "pipelines.training.teacher:command",
     "calibrate": "pipelines.training.recalibrate:command",
+    "average": "pipelines.training.average:command",
     "dashboard": "dashboards.serve:command",
     "ingest": "pipelines.ingest:command",
     "backtest": "pipelines.backtest:command",

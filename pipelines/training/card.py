@@ -114,6 +114,8 @@ def reproduce_command(arguments: dict[str, dict[str, Any]]) -> str:
             flag = "--" + f.name.replace("_", "-")
             if isinstance(value, bool):
                 parts.append(flag if value else flag.replace("--", "--no-", 1))
+            elif isinstance(value, list | tuple):  # a repeatable option (--news-data A --news-data B)
+                parts += [f"{flag} {v}" for v in value]
             elif value is not None:
                 parts.append(f"{flag} {value}")
     return " \\\n    ".join(parts)
@@ -192,6 +194,25 @@ def _soup_lines(metrics: dict[str, Any]) -> list[str]:
     ]
 
 
+def _average_lines(metrics: dict[str, Any]) -> list[str]:
+    """`finmon average`: which two models, at what weight, and how each scored on the same validation rows."""
+    src = metrics.get("averaged_from")
+    if not src:
+        return []
+    w, p, q = src["weight"], src["primary"], src["partner"]
+    lines = [
+        f"- **Weight average** (`finmon average`, {metrics.get('averaged_utc', '')}): {w:g} x `{p['path']}` "
+        f"(`{p['version']}`, trained as described here) + {1 - w:g} x `{q['path']}` (`{q['version']}`), every "
+        "weight of the encoder and heads, then calibrated afresh. The partner never trained on a validation row "
+        "below (checked text by text against its rebuilt training rows). Validation macro-F1, primary / partner "
+        "/ average:",
+    ]
+    for key, v in metrics["validation"].items():
+        lines.append(f"  - {key}: {p['validation'][key]['macro_f1']:.4f} / {q['validation'][key]['macro_f1']:.4f}"
+                     f" / {v['macro_f1']:.4f}")
+    return lines
+
+
 def render_card(metrics: dict[str, Any]) -> str:
     """Markdown model card: what it is, how it was trained, on what data (and licence), how well it does."""
     args = metrics["arguments"]
@@ -220,6 +241,7 @@ def render_card(metrics: dict[str, Any]) -> str:
         *_pseudo_lines(metrics),
         *_soft_lines(metrics),
         *_soup_lines(metrics),
+        *_average_lines(metrics),
         f"- Best evaluation at epoch {best.get('epoch', 'n/a')}; {metrics['train_steps']} steps in "
         f"{metrics['train_seconds'] / 60:.1f} min on {metrics['environment']['device']}.",
         "",
@@ -244,6 +266,7 @@ def render_card(metrics: dict[str, Any]) -> str:
         "",
         "```",
         reproduce_command(args),
+        *([metrics["averaged_from"]["command"]] if metrics.get("averaged_from") else []),
         "```",
         "",
         *_extra_notes(metrics),
