@@ -18,6 +18,7 @@ both parents, the weight, and the validation scores of all three side by side.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,8 @@ import click
 from pipelines.training.calibration import calibrate_dir
 from pipelines.training.finalize import evaluate_saved, int8_agreement, write_metrics_and_card
 from pipelines.training.recalibrate import data_arguments, recorded_metrics, validation_sets
+
+log = logging.getLogger(__name__)
 
 _OVERRIDES = ("sentiment_data", "topic_data", "topic_labels", "news_data")
 
@@ -104,6 +107,7 @@ def parent_scores(model_dir: Path, val: list[Any], device: str) -> dict[str, dic
 
     engine = load_classifier(str(model_dir), device=device)
     results = {}
+    log.info("scoring %s on the %d validation sets (no progress bar: one engine call per set)", model_dir, len(val))
     for vs in val:
         preds = engine.predict(vs.texts)
         predicted = [p.topic if vs.task == "topic" else p.sentiment for p in preds]
@@ -127,8 +131,10 @@ def average(primary: Path, partner: Path, weight: float, out_dir: Path, override
         raise click.UsageError(f"{primary} was trained without validation rows; the average could not be measured")
     checked = check_no_leak(val, primary, partner, overrides)
     delta_bits = int(metrics["arguments"]["model"].get("delta_bits", 4))
+    log.info("averaging %g x %s + %g x %s into %s", weight, primary, 1 - weight, partner, out_dir)
     average_weights(primary, partner, weight, out_dir, delta_bits)
     calibration = calibrate_dir(out_dir, val, device)
+    log.info("scoring the average on %d validation rows (reports, confusion matrices)", sum(len(v.texts) for v in val))
     engine, results = evaluate_saved(out_dir, val, device)
     parents = {"primary": _parent(primary), "partner": _parent(partner)}
     parents["primary"]["validation"] = parent_scores(primary, val, device)
