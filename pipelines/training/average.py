@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from tqdm import tqdm
 
 from pipelines.training.calibration import calibrate_dir
 from pipelines.training.finalize import evaluate_saved, int8_agreement, write_metrics_and_card
@@ -107,8 +108,7 @@ def parent_scores(model_dir: Path, val: list[Any], device: str) -> dict[str, dic
 
     engine = load_classifier(str(model_dir), device=device)
     results = {}
-    log.info("scoring %s on the %d validation sets (no progress bar: one engine call per set)", model_dir, len(val))
-    for vs in val:
+    for vs in tqdm(val, desc=f"scoring {model_dir}", unit="set"):
         preds = engine.predict(vs.texts)
         predicted = [p.topic if vs.task == "topic" else p.sentiment for p in preds]
         results[vs.key] = compute_metrics(vs.labels, predicted, engine.topic_labels if vs.task == "topic"
