@@ -93,6 +93,21 @@ def test_a_partner_that_trained_on_the_validation_rows_is_refused(parents: tuple
     assert refused.exit_code != 0 and "trained on" in refused.output and "validation rows" in refused.output
     assert not (tmp_path / "out").exists()
 
+    # An average's metrics.json records its primary's rows; its partner's rows count too, however deep.
+    chained = tmp_path / "chained"
+    shutil.copytree(partner, chained)
+    record = json.loads((chained / "metrics.json").read_text())
+    record["averaged_from"] = {"weight": 0.5, "partner": {"path": str(leaky), "version": "x"}}
+    (chained / "metrics.json").write_text(json.dumps(record))
+    via_parent = CliRunner().invoke(cli, ["average", str(primary), str(chained), "--weight", "0.5", "--output-dir",
+                                          str(tmp_path / "out")])
+    assert via_parent.exit_code != 0 and "trained on" in via_parent.output
+    record["averaged_from"]["partner"]["path"] = str(tmp_path / "deleted")
+    (chained / "metrics.json").write_text(json.dumps(record))
+    gone = CliRunner().invoke(cli, ["average", str(primary), str(chained), "--weight", "0.5", "--output-dir",
+                                    str(tmp_path / "out")])
+    assert gone.exit_code != 0 and "which is gone" in gone.output
+
     (leaky / "metrics.json").unlink()
     unknown = CliRunner().invoke(cli, ["average", str(primary), str(leaky), "--weight", "0.5", "--output-dir",
                                        str(tmp_path / "out")])

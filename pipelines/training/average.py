@@ -49,8 +49,9 @@ def check_same_kind(primary: Path, partner: Path) -> None:
             )
 
 
-def training_texts(model_dir: Path, overrides: dict[str, Any] | None = None) -> set[str]:
-    """Every text a model trained on, rebuilt from its metrics.json with the split code `finmon train` used."""
+def training_texts(model_dir: Path, overrides: dict[str, Any] | None = None, parents: bool = False) -> set[str]:
+    """Every text a model trained on, rebuilt from its metrics.json with the split code `finmon train` used;
+    with `parents`, an average's partner's too (its metrics.json records the primary's rows only)."""
     from pipelines.training.train import load_splits
 
     metrics = recorded_metrics(model_dir)
@@ -62,14 +63,24 @@ def training_texts(model_dir: Path, overrides: dict[str, Any] | None = None) -> 
             f"the average is measured on: {exc.message}"
         ) from exc
     splits, _ = load_splits(data, seed)
-    return {text for sp in splits for text in sp.train["text"].tolist()}
+    texts = {text for sp in splits for text in sp.train["text"].tolist()}
+    averaged = metrics.get("averaged_from")
+    if parents and averaged:
+        partner = Path(averaged["partner"]["path"])
+        if not (partner / "metrics.json").is_file():
+            raise click.UsageError(
+                f"{model_dir} is an average with {partner}, which is gone, so the rows it trained on cannot be "
+                "checked: restore it at that path, or average the original models instead"
+            )
+        texts |= training_texts(partner, parents=True)
+    return texts
 
 
 def check_no_leak(val: list[Any], primary: Path, partner: Path, overrides: dict[str, Any]) -> dict[str, int]:
     """Refuse a partner that trained on validation rows the primary never trained on (a text in two files, held
     out in one and trained on in the other, is the primary's own overlap, not the partner's leak); return the
     rows checked per set."""
-    seen = training_texts(partner) - training_texts(primary, overrides)
+    seen = training_texts(partner, parents=True) - training_texts(primary, overrides)
     for vs in val:
         leaked = [t for t in vs.texts if t in seen]
         if leaked:
