@@ -182,8 +182,8 @@ def summary_line(metrics: dict[str, Any]) -> str:
 
 
 @click.command("average")
-@click.argument("primary", type=click.Path(path_type=Path, file_okay=False, exists=True))
-@click.argument("partner", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("primary")
+@click.argument("partner")
 @click.option("--weight", type=float, required=True,
               help="PRIMARY's share of every weight (0 < W < 1); the partner gets 1 - W.")
 @click.option("--output-dir", type=click.Path(path_type=Path, file_okay=False), required=True,
@@ -198,10 +198,11 @@ def summary_line(metrics: dict[str, Any]) -> str:
               help="PRIMARY's two-label news file(s) (default: the paths recorded in its metrics.json).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (int8 runs on CPU).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
-def command(primary: Path, partner: Path, weight: float, output_dir: Path, device: str, threads: int | None,
+def command(primary: str, partner: str, weight: float, output_dir: Path, device: str, threads: int | None,
             **paths: Any) -> None:
     """Average PRIMARY and PARTNER (W * PRIMARY + (1 - W) * PARTNER), calibrate the result on PRIMARY's
-    validation rows and write it, with metrics.json and a card, to --output-dir. PARTNER must not have trained on
+    validation rows and write it, with metrics.json and a card, to --output-dir. Each is a model directory or a
+    shipped model's name (finmon-minilm). PARTNER must not have trained on
     those rows (checked against the rows its metrics.json says it trained on)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if threads:
@@ -209,4 +210,15 @@ def command(primary: Path, partner: Path, weight: float, output_dir: Path, devic
 
         torch.set_num_threads(threads)
     overrides = {k: v for k, v in paths.items() if k in _OVERRIDES}
-    click.echo(summary_line(average(primary, partner, weight, output_dir, overrides, device)))
+    dirs = [_model_dir(ref, hint) for ref, hint in ((primary, "PRIMARY"), (partner, "PARTNER"))]
+    click.echo(summary_line(average(dirs[0], dirs[1], weight, output_dir, overrides, device)))
+
+
+def _model_dir(ref: str, hint: str) -> Path:
+    """A model directory or a shipped model's name (finmon-minilm), as `finmon evaluate --model` takes."""
+    from monitor.classify.model import ModelNotFoundError, resolve_model_dir
+
+    try:
+        return resolve_model_dir(ref)
+    except ModelNotFoundError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from exc
