@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,17 @@ import click
 from tqdm import tqdm
 
 from pipelines.training.calibration import calibrate_dir
-from pipelines.training.finalize import evaluate_saved, int8_agreement, write_metrics_and_card
-from pipelines.training.recalibrate import data_arguments, recorded_metrics, validation_sets
+from pipelines.training.finalize import evaluate_saved, int8_agreement, predicted_labels, write_metrics_and_card
+from pipelines.training.recalibrate import (
+    data_arguments,
+    data_path_options,
+    model_dir_argument,
+    prepare_cpu,
+    recorded_metrics,
+    recorded_splits,
+)
 
 log = logging.getLogger(__name__)
-
-_OVERRIDES = ("sentiment_data", "topic_data", "topic_labels", "news_data")
 
 
 def check_same_kind(primary: Path, partner: Path) -> None:
@@ -49,38 +53,41 @@ def check_same_kind(primary: Path, partner: Path) -> None:
             )
 
 
-def training_texts(model_dir: Path, overrides: dict[str, Any] | None = None, parents: bool = False) -> set[str]:
-    """Every text a model trained on, rebuilt from its metrics.json with the split code `finmon train` used;
-    with `parents`, an average's partner's too (its metrics.json records the primary's rows only)."""
+def train_texts(splits: list[Any]) -> set[str]:
+    return {text for sp in splits for text in sp.train["text"].tolist()}
+
+
+def training_texts(model_dir: Path) -> set[str]:
+    """Every text a model trained on, rebuilt from its metrics.json with the split code `finmon train` used, and
+    an average's partner's too (its metrics.json records its primary's rows only)."""
     from pipelines.training.train import load_splits
 
     metrics = recorded_metrics(model_dir)
     try:
-        data, seed = data_arguments(metrics, overrides or {})
+        data, seed = data_arguments(metrics, {})
     except click.BadParameter as exc:
         raise click.UsageError(
             f"the training rows of {model_dir} cannot be rebuilt, so it could have trained on the validation rows "
             f"the average is measured on: {exc.message}"
         ) from exc
-    splits, _ = load_splits(data, seed)
-    texts = {text for sp in splits for text in sp.train["text"].tolist()}
+    texts = train_texts(load_splits(data, seed)[0])
     averaged = metrics.get("averaged_from")
-    if parents and averaged:
+    if averaged:
         partner = Path(averaged["partner"]["path"])
         if not (partner / "metrics.json").is_file():
             raise click.UsageError(
                 f"{model_dir} is an average with {partner}, which is gone, so the rows it trained on cannot be "
                 "checked: restore it at that path, or average the original models instead"
             )
-        texts |= training_texts(partner, parents=True)
+        texts |= training_texts(partner)
     return texts
 
 
-def check_no_leak(val: list[Any], primary: Path, partner: Path, overrides: dict[str, Any]) -> dict[str, int]:
+def check_no_leak(val: list[Any], primary_train: set[str], partner: Path) -> dict[str, int]:
     """Refuse a partner that trained on validation rows the primary never trained on (a text in two files, held
     out in one and trained on in the other, is the primary's own overlap, not the partner's leak); return the
     rows checked per set."""
-    seen = training_texts(partner, parents=True) - training_texts(primary, overrides)
+    seen = training_texts(partner) - primary_train
     for vs in val:
         leaked = [t for t in vs.texts if t in seen]
         if leaked:
@@ -118,12 +125,8 @@ def parent_scores(model_dir: Path, val: list[Any], device: str) -> dict[str, dic
     from pipelines.training.metrics import compute_metrics
 
     engine = load_classifier(str(model_dir), device=device)
-    results = {}
-    for vs in tqdm(val, desc=f"scoring {model_dir}", unit="set"):
-        preds = engine.predict(vs.texts)
-        predicted = [p.topic if vs.task == "topic" else p.sentiment for p in preds]
-        results[vs.key] = compute_metrics(vs.labels, predicted, engine.topic_labels if vs.task == "topic"
-                                          else engine.sentiment_labels)
+    results = {vs.key: compute_metrics(vs.labels, *predicted_labels(engine, vs))
+               for vs in tqdm(val, desc=f"scoring {model_dir}", unit="set")}
     return _scores(results)
 
 
@@ -136,18 +139,21 @@ def average(primary: Path, partner: Path, weight: float, out_dir: Path, override
     if out_dir.resolve() in (primary.resolve(), partner.resolve()):
         raise click.BadParameter("must be a new directory, not one of the two models", param_hint="--output-dir")
     check_same_kind(primary, partner)
+    from pipelines.training.train import validation_sets
+
     metrics = recorded_metrics(primary)
-    val = validation_sets(primary, metrics, overrides)
+    splits = recorded_splits(primary, metrics, overrides)
+    val = validation_sets(splits)
     if not val:
         raise click.UsageError(f"{primary} was trained without validation rows; the average could not be measured")
-    checked = check_no_leak(val, primary, partner, overrides)
+    checked = check_no_leak(val, train_texts(splits), partner)
     delta_bits = int(metrics["arguments"]["model"].get("delta_bits", 4))
     log.info("averaging %g x %s + %g x %s into %s", weight, primary, 1 - weight, partner, out_dir)
     average_weights(primary, partner, weight, out_dir, delta_bits)
     calibration = calibrate_dir(out_dir, val, device)
     log.info("scoring the average on %d validation rows (reports, confusion matrices)", sum(len(v.texts) for v in val))
     engine, results = evaluate_saved(out_dir, val, device)
-    parents = {"primary": _parent(primary), "partner": _parent(partner)}
+    parents = {"primary": _parent(primary, metrics), "partner": _parent(partner, recorded_metrics(partner))}
     parents["primary"]["validation"] = parent_scores(primary, val, device)
     parents["partner"]["validation"] = parent_scores(partner, val, device)
     metrics.update(
@@ -163,8 +169,7 @@ def average(primary: Path, partner: Path, weight: float, out_dir: Path, override
     return metrics
 
 
-def _parent(model_dir: Path) -> dict[str, Any]:
-    recorded = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
+def _parent(model_dir: Path, recorded: dict[str, Any]) -> dict[str, Any]:
     return {"path": str(model_dir), "version": recorded.get("version")}
 
 
@@ -188,37 +193,14 @@ def summary_line(metrics: dict[str, Any]) -> str:
               help="PRIMARY's share of every weight (0 < W < 1); the partner gets 1 - W.")
 @click.option("--output-dir", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="New model directory for the average.")
-@click.option("--sentiment-data", type=click.Path(path_type=Path), default=None,
-              help="PRIMARY's sentiment file (default: the path recorded in its metrics.json).")
-@click.option("--topic-data", type=click.Path(path_type=Path), default=None,
-              help="PRIMARY's topic file (default: the path recorded in its metrics.json).")
-@click.option("--topic-labels", type=click.Path(path_type=Path), default=None,
-              help="PRIMARY's topic label file (default: the path recorded in its metrics.json).")
-@click.option("--news-data", type=click.Path(path_type=Path), multiple=True,
-              help="PRIMARY's two-label news file(s) (default: the paths recorded in its metrics.json).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (int8 runs on CPU).")
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@data_path_options("PRIMARY")
 def command(primary: str, partner: str, weight: float, output_dir: Path, device: str, threads: int | None,
             **paths: Any) -> None:
     """Average PRIMARY and PARTNER (W * PRIMARY + (1 - W) * PARTNER), calibrate the result on PRIMARY's
     validation rows and write it, with metrics.json and a card, to --output-dir. Each is a model directory or a
-    shipped model's name (finmon-minilm). PARTNER must not have trained on
-    those rows (checked against the rows its metrics.json says it trained on)."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if threads:
-        import torch
+    shipped model's name (finmon-minilm). PARTNER must not have trained on those rows (checked against the rows
+    its metrics.json says it trained on)."""
+    prepare_cpu(threads)
+    dirs = [model_dir_argument(ref, hint) for ref, hint in ((primary, "PRIMARY"), (partner, "PARTNER"))]
+    click.echo(summary_line(average(dirs[0], dirs[1], weight, output_dir, paths, device)))
 
-        torch.set_num_threads(threads)
-    overrides = {k: v for k, v in paths.items() if k in _OVERRIDES}
-    dirs = [_model_dir(ref, hint) for ref, hint in ((primary, "PRIMARY"), (partner, "PARTNER"))]
-    click.echo(summary_line(average(dirs[0], dirs[1], weight, output_dir, overrides, device)))
-
-
-def _model_dir(ref: str, hint: str) -> Path:
-    """A model directory or a shipped model's name (finmon-minilm), as `finmon evaluate --model` takes."""
-    from monitor.classify.model import ModelNotFoundError, resolve_model_dir
-
-    try:
-        return resolve_model_dir(ref)
-    except ModelNotFoundError as exc:
-        raise click.BadParameter(str(exc), param_hint=hint) from exc

@@ -36,14 +36,20 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def predicted_labels(engine: Any, vs: Any) -> tuple[list[str], list[str]]:
+    """The engine's labels for a held-out set's texts (its head's), and that head's label names."""
+    preds = engine.predict(vs.texts)
+    if vs.task == "topic":
+        return [p.topic for p in preds], list(engine.topic_labels)
+    return [p.sentiment for p in preds], list(engine.sentiment_labels)
+
+
 def evaluate_saved(out_dir: Path, val: list[Any], device: str) -> tuple[Any, dict[str, Any]]:
     """Load `out_dir` as users will and score each held-out split; write reports and confusion matrices."""
     engine = load_classifier(str(out_dir), device=device)
     results: dict[str, Any] = {}
     for vs in val:
-        preds = engine.predict(vs.texts)
-        predicted = [p.topic if vs.task == "topic" else p.sentiment for p in preds]
-        labels = engine.topic_labels if vs.task == "topic" else engine.sentiment_labels
+        predicted, labels = predicted_labels(engine, vs)
         results[vs.key] = compute_metrics(vs.labels, predicted, labels)
         (out_dir / f"classification_report_{vs.key}.txt").write_text(
             report_text(vs.labels, predicted, labels), encoding="utf-8"

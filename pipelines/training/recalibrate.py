@@ -73,11 +73,11 @@ def data_arguments(metrics: dict[str, Any], overrides: dict[str, Any]) -> tuple[
     return DataArguments(**values), int(metrics["arguments"]["training"]["seed"] if seed is None else seed)
 
 
-def validation_sets(model_dir: Path, metrics: dict[str, Any], overrides: dict[str, Any]) -> list[ValSet]:
-    """The model's held-out rows per task, checked against the fingerprints in its metrics.json."""
+def recorded_splits(model_dir: Path, metrics: dict[str, Any], overrides: dict[str, Any]) -> list[Any]:
+    """The model's train / held-out splits, rebuilt from its metrics.json; the held-out rows are checked against
+    the fingerprints recorded there."""
     from monitor.classify.model import ModelConfig
     from pipelines.training.train import load_splits
-    from pipelines.training.train import validation_sets as train_validation_sets
 
     data, seed = data_arguments(metrics, overrides)
     splits, topics = load_splits(data, seed)
@@ -92,7 +92,14 @@ def validation_sets(model_dir: Path, metrics: dict[str, Any], overrides: dict[st
             "out (fingerprint in metrics.json): the data file changed since training, and its rows could include "
             "rows the model trained on; restore the original file or retrain"
         )
-    return train_validation_sets(splits)
+    return splits
+
+
+def validation_sets(model_dir: Path, metrics: dict[str, Any], overrides: dict[str, Any]) -> list[ValSet]:
+    """The model's held-out rows per task, checked against the fingerprints in its metrics.json."""
+    from pipelines.training.train import validation_sets as train_validation_sets
+
+    return train_validation_sets(recorded_splits(model_dir, metrics, overrides))
 
 
 def recalibrate(model_dir: Path, overrides: dict[str, Any], device: str = "auto") -> dict[str, Any]:
@@ -135,30 +142,56 @@ def summary_line(metrics: dict[str, Any]) -> str:
                        "int8_rescore_margin": cal["int8_rescore_margin"]["chosen"], "int8_agreement": agree})
 
 
-@click.command("calibrate")
-@click.argument("model_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--sentiment-data", type=click.Path(path_type=Path), default=None,
-              help="Sentiment file the model was trained on (default: the path recorded in metrics.json).")
-@click.option("--topic-data", type=click.Path(path_type=Path), default=None,
-              help="Topic file the model was trained on (default: the path recorded in metrics.json).")
-@click.option("--topic-labels", type=click.Path(path_type=Path), default=None,
-              help="Topic label file the model was trained with (default: the path recorded in metrics.json).")
-@click.option("--news-data", type=click.Path(path_type=Path), multiple=True,
-              help="Two-label news file(s) the model was trained on (default: the paths recorded in metrics.json).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (int8 runs on CPU).")
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
-def command(model_dir: Path, device: str, threads: int | None, **paths: Any) -> None:
-    """Fit a temperature per head and the int8 re-score margin on MODEL_DIR's validation rows (no retraining);
-    rewrite its finmon_config.json, metrics.json and model card."""
-    from monitor.classify.model import ModelNotFoundError, resolve_model_dir
+def data_path_options(whose: str) -> Any:
+    """--sentiment-data, --topic-data, --topic-labels and --news-data (where `whose` training files are now, when
+    not at the paths its metrics.json recorded), then --device and --threads."""
+    options = (
+        click.option("--sentiment-data", type=click.Path(path_type=Path), default=None,
+                     help=f"Sentiment file {whose} was trained on (default: the path recorded in metrics.json)."),
+        click.option("--topic-data", type=click.Path(path_type=Path), default=None,
+                     help=f"Topic file {whose} was trained on (default: the path recorded in metrics.json)."),
+        click.option("--topic-labels", type=click.Path(path_type=Path), default=None,
+                     help=f"Topic label file {whose} was trained with (default: the path recorded in metrics.json)."),
+        click.option("--news-data", type=click.Path(path_type=Path), multiple=True,
+                     help=f"Two-label news file(s) {whose} was trained on (default: the paths recorded in "
+                          "metrics.json)."),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto, cpu, cuda or cuda:N (int8 runs on CPU)."),
+        click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)."),
+    )
 
+    def decorate(func: Any) -> Any:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def prepare_cpu(threads: int | None) -> None:
+    """No tokenizer thread pools (they fight torch for the cores); torch's thread count when given."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def model_dir_argument(ref: str, hint: str) -> Path:
+    """A model directory or a shipped model's name (finmon-minilm), resolved as `load_classifier` does."""
+    from monitor.classify.model import ModelNotFoundError, resolve_model_dir
+
     try:
-        resolved = resolve_model_dir(str(model_dir))
+        return resolve_model_dir(ref)
     except ModelNotFoundError as exc:
-        raise click.BadParameter(str(exc), param_hint="MODEL_DIR") from exc
-    click.echo(summary_line(recalibrate(resolved, paths, device)))
+        raise click.BadParameter(str(exc), param_hint=hint) from exc
+
+
+@click.command("calibrate")
+@click.argument("model_dir", type=click.Path(path_type=Path, file_okay=False))
+@data_path_options("the model")
+def command(model_dir: Path, device: str, threads: int | None, **paths: Any) -> None:
+    """Fit a temperature per head and the int8 re-score margin on MODEL_DIR's validation rows (no retraining);
+    rewrite its finmon_config.json, metrics.json and model card."""
+    prepare_cpu(threads)
+    click.echo(summary_line(recalibrate(model_dir_argument(str(model_dir), "MODEL_DIR"), paths, device)))
